@@ -1,0 +1,1 @@
+//! The tokio shell: sockets, TLS, files and the system clock around the sans-IO core.

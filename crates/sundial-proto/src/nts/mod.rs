@@ -1,0 +1,10 @@
+//! Network Time Security (RFC 8915): key establishment and protected NTP.
+
+pub mod aead;
+pub mod client;
+pub mod cookie;
+pub mod ke_client;
+pub mod ke_record;
+pub mod ke_server;
+pub mod keyset;
+pub mod server;
