@@ -6,5 +6,6 @@ pub mod cookie;
 pub mod ke_client;
 pub mod ke_record;
 pub mod ke_server;
+pub mod key_export;
 pub mod keyset;
 pub mod server;
