@@ -404,3 +404,67 @@ fn u16_list(record_type: u16, body: &[u8]) -> Result<impl Iterator<Item = u16> +
         .chunks_exact(2)
         .map(|pair| <[u8; 2]>::try_from(pair).map_or(0, u16::from_be_bytes)))
 }
+
+/// A message grew past the size the reader accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("NTS-KE message exceeds {limit} bytes")]
+pub struct MessageTooLarge {
+    pub limit: usize,
+}
+
+/// Accumulates one NTS-KE message as it arrives in TLS reads of any size and
+/// hands out whole records, so the state machines never see a partial one.
+/// The limit bounds the memory a peer can make us hold.
+#[derive(Clone, Debug)]
+pub struct RecordReader {
+    buf: Vec<u8>,
+    /// How much of `buf` has been decoded already.
+    start: usize,
+    /// Bytes pushed over the reader's whole life, checked against `limit`.
+    received: usize,
+    limit: usize,
+}
+
+impl RecordReader {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            received: 0,
+            limit,
+        }
+    }
+
+    /// Appends newly read bytes.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), MessageTooLarge> {
+        let too_large = MessageTooLarge { limit: self.limit };
+        let total = self.received.checked_add(bytes.len()).ok_or(too_large)?;
+        if total > self.limit {
+            return Err(too_large);
+        }
+        // Drop what was decoded, so a message of many small records costs
+        // linear time rather than a shift per record.
+        self.buf.drain(..self.start.min(self.buf.len()));
+        self.start = 0;
+        self.buf.extend_from_slice(bytes);
+        self.received = total;
+        Ok(())
+    }
+
+    /// The next whole record, or `None` until more bytes arrive.
+    pub fn next_record(&mut self) -> Result<Option<Record>, RecordError> {
+        let rest = self.buf.get(self.start..).unwrap_or_default();
+        match decode(rest)? {
+            Decoded::Complete { record, consumed } => {
+                self.start = self.start.saturating_add(consumed);
+                Ok(Some(record))
+            }
+            Decoded::Incomplete => Ok(None),
+        }
+    }
+
+    /// Whether bytes are buffered that are not part of a returned record.
+    pub fn has_unread(&self) -> bool {
+        self.start < self.buf.len()
+    }
+}
