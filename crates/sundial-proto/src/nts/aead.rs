@@ -172,6 +172,16 @@ impl AeadKey {
         Ok(Self { algorithm, cipher })
     }
 
+    /// An AEAD_AES_SIV_CMAC_256 key; infallible because the length is typed.
+    pub fn aes_siv_cmac_256(key: &[u8; 32]) -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(key);
+        Self {
+            algorithm: AeadAlgorithm::AesSivCmac256,
+            cipher: Cipher::Siv256(bytes),
+        }
+    }
+
     /// A fresh random key for `algorithm`.
     pub fn generate(
         algorithm: AeadAlgorithm,
