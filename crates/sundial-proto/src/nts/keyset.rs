@@ -231,6 +231,7 @@ impl KeySet {
     /// is wiped when dropped.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let count = self.len();
+        // Exact capacity: a reallocation would leave a copy of the keys behind.
         let mut out = Zeroizing::new(Vec::with_capacity(
             HEADER_LEN + count * RECORD_LEN + CRC_LEN,
         ));
