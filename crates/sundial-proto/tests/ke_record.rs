@@ -307,3 +307,38 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn record_reader_yields_whole_records_from_any_reads() {
+    use sundial_proto::nts::ke_record::{MessageTooLarge, RecordReader};
+    let records = vec![
+        Record::critical(RecordBody::NextProtocol(vec![NextProtocol::NtpV4])),
+        Record::new(false, RecordBody::NewCookie(vec![5; 40])),
+        Record::critical(RecordBody::EndOfMessage),
+    ];
+    let wire: Vec<u8> = records.iter().flat_map(encoded).collect();
+    for piece in 1..=wire.len() {
+        let mut reader = RecordReader::new(wire.len());
+        let mut got = Vec::new();
+        for chunk in wire.chunks(piece) {
+            reader.push(chunk).unwrap();
+            while let Some(record) = reader.next_record().unwrap() {
+                got.push(record);
+            }
+        }
+        assert_eq!(got, records, "piece {piece}");
+        assert!(!reader.has_unread());
+    }
+    // The limit counts every byte pushed, not just the unread ones.
+    let mut reader = RecordReader::new(wire.len());
+    reader.push(&wire).unwrap();
+    while reader.next_record().unwrap().is_some() {}
+    assert_eq!(
+        reader.push(&[0]),
+        Err(MessageTooLarge { limit: wire.len() })
+    );
+    let mut reader = RecordReader::new(3);
+    reader.push(&[0x80, 0]).unwrap();
+    assert!(reader.has_unread());
+    assert_eq!(reader.next_record(), Ok(None));
+}
