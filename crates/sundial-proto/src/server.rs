@@ -1,1 +1,286 @@
-//! (in progress)
+//! The whole NTP server decision for one request, minus the socket.
+//!
+//! `handle` takes the request bytes, the kernel's receive timestamp, the
+//! server's synchronization state, the caller's admission verdict (allow or
+//! deny lists, rate limiting) and the keyset, and either writes the answer
+//! into the caller's buffer or says why it dropped the request. The answer
+//! is never larger than the request.
+
+use rand_core::CryptoRng;
+
+use crate::ntp::packet::{HEADER_LEN, LeapIndicator, Mode, NtpHeader, ParseError, ReferenceId};
+use crate::ntp::timestamp::{NtpShort, NtpTimestamp};
+use crate::nts::keyset::KeySet;
+use crate::nts::server::{NtsCheck, NtsDrop, check_request, write_nak, write_response};
+use crate::reader::Writer;
+
+/// What the server says about its own time, from the daemon's
+/// synchronization state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerState {
+    pub leap: LeapIndicator,
+    pub stratum: u8,
+    pub precision: i8,
+    pub root_delay: NtpShort,
+    pub root_dispersion: NtpShort,
+    pub reference_id: ReferenceId,
+    pub reference_timestamp: NtpTimestamp,
+}
+
+impl ServerState {
+    /// A server with no synchronized source: stratum 16 and leap "alarm",
+    /// which clients refuse to synchronize to.
+    pub const UNSYNCHRONIZED: Self = Self {
+        leap: LeapIndicator::Unsynchronized,
+        stratum: 16,
+        precision: -20,
+        root_delay: NtpShort::ZERO,
+        root_dispersion: NtpShort::ZERO,
+        reference_id: ReferenceId([0; 4]),
+        reference_timestamp: NtpTimestamp::ZERO,
+    };
+
+    /// A local clock announced at `stratum` (ntpd-rs's `local-stratum`):
+    /// 16 means unsynchronized.
+    pub fn local(stratum: u8, reference_id: ReferenceId, now: NtpTimestamp) -> Self {
+        if stratum >= 16 || stratum == 0 {
+            return Self::UNSYNCHRONIZED;
+        }
+        Self {
+            leap: LeapIndicator::NoWarning,
+            stratum,
+            reference_id,
+            reference_timestamp: now,
+            ..Self::UNSYNCHRONIZED
+        }
+    }
+}
+
+/// What to do with requests that carry no NTS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PlainPolicy {
+    /// Answer them (the default).
+    #[default]
+    Serve,
+    /// Drop them silently.
+    Ignore,
+    /// Answer with a DENY kiss.
+    Deny,
+}
+
+/// The server's fixed policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerPolicy {
+    /// Bit `v` set: NTP version `v` (1 to 4) is answered.
+    pub accepted_versions: u8,
+    pub plain: PlainPolicy,
+}
+
+impl Default for ServerPolicy {
+    fn default() -> Self {
+        Self {
+            accepted_versions: (1 << 3) | (1 << 4),
+            plain: PlainPolicy::Serve,
+        }
+    }
+}
+
+impl ServerPolicy {
+    pub fn accepts_version(&self, version: u8) -> bool {
+        version < 8 && self.accepted_versions & (1 << version) != 0
+    }
+}
+
+/// The caller's verdict on the client's address, taken before parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Allow,
+    /// Denied by a filter with action "deny": answer with a DENY kiss.
+    Deny,
+    /// Over its rate: answer with a RATE kiss.
+    RateLimited,
+}
+
+/// The kind of answer written, for counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseKind {
+    Plain,
+    Nts,
+    NtsNak,
+    Deny,
+    Rate,
+}
+
+/// Why a request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DropReason {
+    #[error("unparsable header: {0}")]
+    Header(#[from] ParseError),
+    #[error("NTP version {0} not accepted")]
+    Version(u8),
+    #[error("mode {0:?} is not a client request")]
+    NotClient(Mode),
+    #[error("plain NTP not served here (require-nts)")]
+    NtsRequired,
+    #[error("NTS: {0}")]
+    Nts(#[from] NtsDrop),
+    #[error("NTS request but no keyset (NTS-KE not configured)")]
+    NoKeyset,
+    #[error("response would not fit")]
+    TooLarge,
+}
+
+/// The outcome for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum ServerAction {
+    /// Send the first `len` bytes of the caller's buffer.
+    Respond {
+        len: usize,
+        kind: ResponseKind,
+    },
+    Drop(DropReason),
+}
+
+/// Handles one request. `transmit_time` is called as late as possible,
+/// just before the response is sealed, to read the clock for the transmit
+/// timestamp.
+#[allow(clippy::too_many_arguments)]
+pub fn handle(
+    state: &ServerState,
+    policy: &ServerPolicy,
+    keyset: Option<&KeySet>,
+    admission: Admission,
+    request: &[u8],
+    receive_timestamp: NtpTimestamp,
+    transmit_time: impl FnOnce() -> NtpTimestamp,
+    rng: &mut impl CryptoRng,
+    out: &mut [u8],
+) -> ServerAction {
+    match decide(
+        state,
+        policy,
+        keyset,
+        admission,
+        request,
+        receive_timestamp,
+        transmit_time,
+        rng,
+        out,
+    ) {
+        Ok((len, kind)) => ServerAction::Respond { len, kind },
+        Err(reason) => ServerAction::Drop(reason),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    state: &ServerState,
+    policy: &ServerPolicy,
+    keyset: Option<&KeySet>,
+    admission: Admission,
+    request: &[u8],
+    receive_timestamp: NtpTimestamp,
+    transmit_time: impl FnOnce() -> NtpTimestamp,
+    rng: &mut impl CryptoRng,
+    out: &mut [u8],
+) -> Result<(usize, ResponseKind), DropReason> {
+    let (req, _) = NtpHeader::parse(request)?;
+    if !policy.accepts_version(req.version) {
+        return Err(DropReason::Version(req.version));
+    }
+    if req.mode != Mode::Client {
+        return Err(DropReason::NotClient(req.mode));
+    }
+    // Extension fields exist from NTPv4 on; older versions are plain.
+    let nts = if req.version < 4 {
+        NtsCheck::Plain
+    } else if let Some(keyset) = keyset {
+        check_request(request, keyset)
+    } else if looks_like_nts(request) {
+        return Err(DropReason::NoKeyset);
+    } else {
+        NtsCheck::Plain
+    };
+    let max_len = out.len().min(request.len());
+    let mut w = Writer::new(out.get_mut(..max_len).unwrap_or_default());
+    let mut header = response_header(state, &req, receive_timestamp);
+    let kiss = match admission {
+        Admission::Allow => None,
+        Admission::Deny => Some((ReferenceId::DENY, ResponseKind::Deny)),
+        Admission::RateLimited => Some((ReferenceId::RATE, ResponseKind::Rate)),
+    };
+    if let Some((code, _)) = kiss {
+        make_kiss(&mut header, code);
+    }
+    let too_large = |_| DropReason::TooLarge;
+    let kind = match nts {
+        NtsCheck::Drop(reason) => return Err(reason.into()),
+        NtsCheck::Plain => {
+            let kind = match (kiss, policy.plain) {
+                (Some((_, kind)), _) => kind,
+                (None, PlainPolicy::Serve) => ResponseKind::Plain,
+                (None, PlainPolicy::Ignore) => return Err(DropReason::NtsRequired),
+                (None, PlainPolicy::Deny) => {
+                    make_kiss(&mut header, ReferenceId::DENY);
+                    ResponseKind::Deny
+                }
+            };
+            header.transmit_timestamp = transmit_time();
+            header.serialize(&mut w).map_err(|_| DropReason::TooLarge)?;
+            kind
+        }
+        NtsCheck::Nak { uid } => {
+            make_kiss(&mut header, ReferenceId::NTSN);
+            header.transmit_timestamp = transmit_time();
+            write_nak(&mut w, &header, uid).map_err(too_large)?;
+            ResponseKind::NtsNak
+        }
+        NtsCheck::Valid(nts_request) => {
+            // A kiss to an NTS client is authenticated like any answer, and
+            // still carries fresh cookies so the client is not starved.
+            let Some(keyset) = keyset else {
+                return Err(DropReason::NoKeyset);
+            };
+            header.transmit_timestamp = transmit_time();
+            write_response(&mut w, &header, &nts_request, keyset, max_len, rng)
+                .map_err(too_large)?;
+            kiss.map_or(ResponseKind::Nts, |(_, kind)| kind)
+        }
+    };
+    Ok((w.len(), kind))
+}
+
+/// Without a keyset, is this an NTS request (which we cannot serve)?
+fn looks_like_nts(request: &[u8]) -> bool {
+    use crate::ntp::extension::{ExtensionFields, FieldType, Placement};
+    let area = request.get(HEADER_LEN..).unwrap_or_default();
+    ExtensionFields::new(area, Placement::Outer)
+        .map_while(Result::ok)
+        .any(|f| !matches!(f.field_type, FieldType::Unknown(_)))
+}
+
+fn response_header(state: &ServerState, req: &NtpHeader, receive: NtpTimestamp) -> NtpHeader {
+    NtpHeader {
+        leap: state.leap,
+        version: req.version,
+        mode: Mode::Server,
+        stratum: state.stratum,
+        poll: req.poll.clamp(0, 17),
+        precision: state.precision,
+        root_delay: state.root_delay,
+        root_dispersion: state.root_dispersion,
+        reference_id: state.reference_id,
+        reference_timestamp: state.reference_timestamp,
+        origin_timestamp: req.transmit_timestamp,
+        receive_timestamp: receive,
+        transmit_timestamp: NtpTimestamp::ZERO,
+    }
+}
+
+fn make_kiss(header: &mut NtpHeader, code: ReferenceId) {
+    header.leap = LeapIndicator::Unsynchronized;
+    header.stratum = 0;
+    header.reference_id = code;
+}

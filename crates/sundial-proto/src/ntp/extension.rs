@@ -104,7 +104,8 @@ pub struct ExtensionFields<'a> {
     reader: Reader<'a>,
     total: usize,
     placement: Placement,
-    failed: bool,
+    /// Bytes left when the first malformed field started, if any.
+    failed_at: Option<usize>,
 }
 
 impl<'a> ExtensionFields<'a> {
@@ -113,13 +114,19 @@ impl<'a> ExtensionFields<'a> {
             reader: Reader::new(area),
             total: area.len(),
             placement,
-            failed: false,
+            failed_at: None,
         }
     }
 
     /// Bytes not parsed yet.
     pub fn remaining(&self) -> &'a [u8] {
         self.reader.peek_rest()
+    }
+
+    /// How many bytes were left where parsing failed (or are left now): a
+    /// caller can tell a trailing legacy MAC from a broken field by it.
+    pub fn unparsed_len(&self) -> usize {
+        self.failed_at.unwrap_or(self.reader.remaining())
     }
 
     fn next_field(&mut self) -> Result<ExtensionField<'a>, ExtensionError> {
@@ -148,11 +155,14 @@ impl<'a> Iterator for ExtensionFields<'a> {
     type Item = Result<ExtensionField<'a>, ExtensionError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.reader.is_empty() {
+        if self.failed_at.is_some() || self.reader.is_empty() {
             return None;
         }
+        let available = self.reader.remaining();
         let item = self.next_field();
-        self.failed = item.is_err();
+        if item.is_err() {
+            self.failed_at = Some(available);
+        }
         Some(item)
     }
 }

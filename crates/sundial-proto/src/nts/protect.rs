@@ -6,6 +6,7 @@
 //! sequence of extension fields (the encrypted area).
 
 use super::aead::{AeadError, AeadKey, TAG_LEN};
+use super::cookie::CookieError;
 use crate::ntp::extension::{FIELD_HEADER_LEN, FieldType, pad4};
 use crate::reader::{BufferTooSmall, Writer};
 
@@ -17,6 +18,8 @@ pub enum SealError {
     BufferTooSmall(#[from] BufferTooSmall),
     #[error(transparent)]
     Aead(#[from] AeadError),
+    #[error(transparent)]
+    Cookie(#[from] CookieError),
 }
 
 /// The wire length of an authenticator field with this nonce and plaintext
