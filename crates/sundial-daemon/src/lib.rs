@@ -1,1 +1,4 @@
 //! The tokio shell: sockets, TLS, files and the system clock around the sans-IO core.
+
+pub mod config;
+pub mod keystore;

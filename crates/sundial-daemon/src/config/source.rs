@@ -1,0 +1,469 @@
+//! `[[source]]`: where time comes from.
+//!
+//! ntpd-rs selects the shape of a source table by its `mode` key. Serde's
+//! internally tagged enums buffer the table and lose the byte spans, so the
+//! table is read into one flat struct of every key any mode takes, and a
+//! second step checks which keys the mode allows. That keeps the file, key
+//! and line in every error, including "`count` is not allowed for nts".
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::address::HostPort;
+use super::poll::{PartialPollIntervalLimits, PollOverrides, check_exponent, check_limits};
+use super::{KeyPath, Problem};
+
+/// Default UDP port of an NTP server.
+pub const NTP_PORT: u16 = 123;
+/// Default TCP port of an NTS-KE server.
+pub const NTS_KE_PORT: u16 = 4460;
+
+fn default_pool_count() -> usize {
+    4
+}
+
+fn default_pps_period() -> f64 {
+    1.0
+}
+
+/// The `mode` of a `[[source]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceMode {
+    /// One NTP server, no authentication.
+    Server,
+    /// Several servers found through one DNS name.
+    Pool,
+    /// One NTS-protected server reached through its NTS-KE host.
+    Nts,
+    /// An NTS pool (ntpd-rs experimental); parsed, not run by sundial.
+    NtsPool,
+    /// A chrony-style refclock socket (gpsd); parsed, not run by sundial.
+    Sock,
+    /// A kernel PPS device; parsed, not run by sundial.
+    Pps,
+}
+
+impl SourceMode {
+    /// The name as written in the file.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Pool => "pool",
+            Self::Nts => "nts",
+            Self::NtsPool => "nts-pool",
+            Self::Sock => "sock",
+            Self::Pps => "pps",
+        }
+    }
+
+    /// Whether sundial runs sources of this mode. The others load so that an
+    /// ntpd-rs file validates, and the daemon reports them as unsupported.
+    #[must_use]
+    pub fn is_supported(self) -> bool {
+        matches!(self, Self::Server | Self::Pool | Self::Nts)
+    }
+
+    /// The keys a source of this mode may have, besides `mode`.
+    #[must_use]
+    pub fn allowed_keys(self) -> &'static [&'static str] {
+        const POLL: [&str; 2] = ["poll-interval-limits", "initial-poll-interval"];
+        match self {
+            Self::Server => &["address", "ntp-version", POLL[0], POLL[1]],
+            Self::Pool => &[
+                "address",
+                "count",
+                "ignore",
+                "ntp-version",
+                POLL[0],
+                POLL[1],
+            ],
+            Self::Nts => &[
+                "address",
+                "certificate-authority",
+                "ntp-version",
+                POLL[0],
+                POLL[1],
+            ],
+            Self::NtsPool => &[
+                "address",
+                "certificate-authority",
+                "count",
+                "ntp-version",
+                POLL[0],
+                POLL[1],
+            ],
+            Self::Sock => &["path", "precision"],
+            Self::Pps => &["path", "precision", "period"],
+        }
+    }
+}
+
+impl fmt::Display for SourceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `ntp-version` of a source: `4`, `5` or `"auto"` (start at 4, upgrade to 5
+/// when the server offers it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum NtpVersion {
+    /// NTPv4 only (the default).
+    #[default]
+    V4,
+    /// NTPv4 with the draft upgrade to NTPv5.
+    Auto,
+    /// NTPv5 only.
+    V5,
+}
+
+impl<'de> Deserialize<'de> for NtpVersion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VersionVisitor;
+
+        impl Visitor<'_> for VersionVisitor {
+            type Value = NtpVersion;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("4, 5 or \"auto\"")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NtpVersion, E> {
+                match v {
+                    4 => Ok(NtpVersion::V4),
+                    5 => Ok(NtpVersion::V5),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NtpVersion, E> {
+                i64::try_from(v)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                    .and_then(|v| self.visit_i64(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NtpVersion, E> {
+                match v {
+                    "auto" => Ok(NtpVersion::Auto),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(VersionVisitor)
+    }
+}
+
+/// A configured source.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SourceConfig {
+    /// `mode = "server"`.
+    Server(ServerSource),
+    /// `mode = "pool"`.
+    Pool(PoolSource),
+    /// `mode = "nts"`.
+    Nts(NtsSource),
+    /// `mode = "nts-pool"`.
+    NtsPool(NtsPoolSource),
+    /// `mode = "sock"`.
+    Sock(SockSource),
+    /// `mode = "pps"`.
+    Pps(PpsSource),
+}
+
+impl SourceConfig {
+    /// The mode this source was declared with.
+    #[must_use]
+    pub fn mode(&self) -> SourceMode {
+        match self {
+            Self::Server(_) => SourceMode::Server,
+            Self::Pool(_) => SourceMode::Pool,
+            Self::Nts(_) => SourceMode::Nts,
+            Self::NtsPool(_) => SourceMode::NtsPool,
+            Self::Sock(_) => SourceMode::Sock,
+            Self::Pps(_) => SourceMode::Pps,
+        }
+    }
+
+    /// How many time sources this entry can contribute (a pool counts as
+    /// `count`), for comparing with `minimum-agreeing-sources`.
+    #[must_use]
+    pub fn max_sources(&self) -> usize {
+        match self {
+            Self::Pool(pool) => pool.count,
+            Self::NtsPool(pool) => pool.count,
+            _ => 1,
+        }
+    }
+}
+
+/// `mode = "server"`: one NTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSource {
+    /// Host and UDP port (default 123).
+    pub address: HostPort,
+    /// Protocol version to speak.
+    pub ntp_version: NtpVersion,
+    /// Per-source poll settings.
+    pub poll: PollOverrides,
+}
+
+/// `mode = "pool"`: up to `count` servers behind one DNS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSource {
+    /// DNS name and UDP port (default 123).
+    pub address: HostPort,
+    /// Most servers used at once (default 4).
+    pub count: usize,
+    /// Addresses from the pool never to use.
+    pub ignore: Vec<IpAddr>,
+    /// Protocol version to speak.
+    pub ntp_version: NtpVersion,
+    /// Per-source poll settings.
+    pub poll: PollOverrides,
+}
+
+/// `mode = "nts"`: one NTS-protected server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsSource {
+    /// NTS-KE host and TCP port (default 4460).
+    pub address: HostPort,
+    /// Extra CA certificate (PEM) trusted besides the system roots.
+    pub certificate_authority: Option<PathBuf>,
+    /// Protocol version to speak.
+    pub ntp_version: NtpVersion,
+    /// Per-source poll settings.
+    pub poll: PollOverrides,
+}
+
+/// `mode = "nts-pool"` (ntpd-rs experimental).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsPoolSource {
+    /// NTS pool KE host and TCP port (default 4460).
+    pub address: HostPort,
+    /// Extra CA certificate (PEM).
+    pub certificate_authority: Option<PathBuf>,
+    /// Most servers used at once (default 4).
+    pub count: usize,
+    /// Protocol version to speak.
+    pub ntp_version: NtpVersion,
+    /// Per-source poll settings.
+    pub poll: PollOverrides,
+}
+
+/// `mode = "sock"`: a chrony SOCK refclock socket (as gpsd writes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SockSource {
+    /// Socket path.
+    pub path: PathBuf,
+    /// Noise estimate of the samples, seconds (one standard deviation).
+    pub precision: f64,
+}
+
+/// `mode = "pps"`: a kernel PPS device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PpsSource {
+    /// Device path, e.g. `/dev/pps0`.
+    pub path: PathBuf,
+    /// Noise estimate of the pulses, seconds.
+    pub precision: f64,
+    /// Seconds between pulses (default 1).
+    pub period: f64,
+}
+
+/// A `[[source]]` table as written: every key any mode accepts.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct RawSource {
+    mode: SourceMode,
+    address: Option<String>,
+    certificate_authority: Option<PathBuf>,
+    count: Option<usize>,
+    ignore: Option<Vec<IpAddr>>,
+    ntp_version: Option<NtpVersion>,
+    poll_interval_limits: Option<PartialPollIntervalLimits>,
+    initial_poll_interval: Option<i8>,
+    path: Option<PathBuf>,
+    precision: Option<f64>,
+    period: Option<f64>,
+}
+
+impl RawSource {
+    fn present_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut note = |present: bool, key: &'static str| {
+            if present {
+                keys.push(key);
+            }
+        };
+        note(self.address.is_some(), "address");
+        note(
+            self.certificate_authority.is_some(),
+            "certificate-authority",
+        );
+        note(self.count.is_some(), "count");
+        note(self.ignore.is_some(), "ignore");
+        note(self.ntp_version.is_some(), "ntp-version");
+        note(self.poll_interval_limits.is_some(), "poll-interval-limits");
+        note(
+            self.initial_poll_interval.is_some(),
+            "initial-poll-interval",
+        );
+        note(self.path.is_some(), "path");
+        note(self.precision.is_some(), "precision");
+        note(self.period.is_some(), "period");
+        keys
+    }
+
+    /// Check the keys against the mode and build the typed source; problems
+    /// are pushed with their key path and `None` is returned.
+    pub(crate) fn into_source(
+        self,
+        at: &KeyPath,
+        problems: &mut Vec<Problem>,
+    ) -> Option<SourceConfig> {
+        let before = problems.len();
+        let mode = self.mode;
+        let allowed = mode.allowed_keys();
+        for key in self.present_keys() {
+            if !allowed.contains(&key) {
+                problems.push(Problem::new(
+                    at.key(key),
+                    format!(
+                        "`{key}` is not allowed for mode \"{mode}\" (it takes: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+
+        let poll = PollOverrides {
+            poll_interval_limits: self.poll_interval_limits,
+            initial_poll_interval: self.initial_poll_interval,
+        };
+        if let Some(limits) = poll.poll_interval_limits {
+            check_limits(
+                limits.min,
+                limits.max,
+                &at.key("poll-interval-limits"),
+                problems,
+            );
+        }
+        if let Some(initial) = poll.initial_poll_interval {
+            check_exponent(initial, &at.key("initial-poll-interval"), problems);
+        }
+
+        let default_port = match mode {
+            SourceMode::Nts | SourceMode::NtsPool => NTS_KE_PORT,
+            _ => NTP_PORT,
+        };
+        let address = if allowed.contains(&"address") {
+            match &self.address {
+                None => {
+                    problems.push(Problem::new(
+                        at.clone(),
+                        format!("missing field `address` (required for mode \"{mode}\")"),
+                    ));
+                    None
+                }
+                Some(text) => match HostPort::parse(text, default_port) {
+                    Ok(address) => Some(address),
+                    Err(message) => {
+                        problems.push(Problem::new(at.key("address"), message));
+                        None
+                    }
+                },
+            }
+        } else {
+            None
+        };
+
+        let count = self.count.unwrap_or_else(default_pool_count);
+        if self.count == Some(0) {
+            problems.push(Problem::new(
+                at.key("count"),
+                "a pool must be allowed at least one server (count >= 1)",
+            ));
+        }
+
+        let needs_path = matches!(mode, SourceMode::Sock | SourceMode::Pps);
+        let mut path = None;
+        let mut precision = 0.0;
+        if needs_path {
+            path = self.path.clone();
+            if path.is_none() {
+                problems.push(Problem::new(
+                    at.clone(),
+                    format!("missing field `path` (required for mode \"{mode}\")"),
+                ));
+            }
+            match self.precision {
+                None => problems.push(Problem::new(
+                    at.clone(),
+                    format!("missing field `precision` (required for mode \"{mode}\")"),
+                )),
+                Some(p) if !(p.is_finite() && p > 0.0) => problems.push(Problem::new(
+                    at.key("precision"),
+                    "precision must be a positive number of seconds",
+                )),
+                Some(p) => precision = p,
+            }
+        }
+        let period = self.period.unwrap_or_else(default_pps_period);
+        if !(period.is_finite() && period > 0.0) {
+            problems.push(Problem::new(
+                at.key("period"),
+                "period must be a positive number of seconds",
+            ));
+        }
+
+        if problems.len() != before {
+            return None;
+        }
+        let ntp_version = self.ntp_version.unwrap_or_default();
+        let source = match mode {
+            SourceMode::Server => SourceConfig::Server(ServerSource {
+                address: address?,
+                ntp_version,
+                poll,
+            }),
+            SourceMode::Pool => SourceConfig::Pool(PoolSource {
+                address: address?,
+                count,
+                ignore: self.ignore.unwrap_or_default(),
+                ntp_version,
+                poll,
+            }),
+            SourceMode::Nts => SourceConfig::Nts(NtsSource {
+                address: address?,
+                certificate_authority: self.certificate_authority,
+                ntp_version,
+                poll,
+            }),
+            SourceMode::NtsPool => SourceConfig::NtsPool(NtsPoolSource {
+                address: address?,
+                certificate_authority: self.certificate_authority,
+                count,
+                ntp_version,
+                poll,
+            }),
+            SourceMode::Sock => SourceConfig::Sock(SockSource {
+                path: path?,
+                precision,
+            }),
+            SourceMode::Pps => SourceConfig::Pps(PpsSource {
+                path: path?,
+                precision,
+                period,
+            }),
+        };
+        Some(source)
+    }
+}
