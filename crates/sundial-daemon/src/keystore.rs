@@ -1,0 +1,254 @@
+//! The server's cookie keyset: created at first start, rotated on schedule,
+//! shared by the NTS-KE server and every NTP server in the process, and kept
+//! across restarts in `[keyset] key-storage-path`, so clients holding
+//! cookies never notice a restart.
+//!
+//! The file is written atomically (a temporary file in the same directory,
+//! fsync, rename, fsync of the directory) with mode 0600. A file that exists
+//! but cannot be read or decoded stops the start: silently generating new
+//! keys would invalidate every client's cookies at once.
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sundial_proto::nts::keyset::{KeySet, KeySetConfig, KeySetError};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KeysetConfig;
+
+/// The keyset as the KE server and NTP servers share it: readers seal and
+/// open cookies, the rotation task is the only writer.
+pub type SharedKeySet = Arc<RwLock<KeySet>>;
+
+/// A key file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    #[error("{}: cannot read the key file: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}: the key file is not a valid sundial keyset: {source}", path.display())]
+    Decode { path: PathBuf, source: KeySetError },
+    #[error("{}: cannot write the key file: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The keyset and where it lives.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    path: Option<PathBuf>,
+    keys: SharedKeySet,
+}
+
+/// Unix seconds now, for the rotation schedule (wall clock on purpose: the
+/// schedule must survive restarts and agree across machines sharing keys).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn proto_config(config: &KeysetConfig) -> KeySetConfig {
+    KeySetConfig {
+        rotation_interval_secs: config.key_rotation_interval,
+        stale_key_count: config.stale_key_count,
+    }
+}
+
+impl KeyStore {
+    /// Loads the stored keyset, or creates (and stores) a new one when
+    /// there is no file yet; rotates it if rotations were missed while the
+    /// daemon was down.
+    pub fn open(config: &KeysetConfig) -> Result<Self, KeyStoreError> {
+        let settings = proto_config(config);
+        let now = unix_now();
+        let mut rng = rand::rng();
+        let Some(path) = config.key_storage_path.clone() else {
+            return Ok(Self {
+                path: None,
+                keys: Arc::new(RwLock::new(KeySet::generate(settings, now, &mut rng))),
+            });
+        };
+        let (mut keyset, mut dirty) = match fs::read(&path) {
+            Ok(bytes) => {
+                let keyset =
+                    KeySet::decode(&bytes, settings).map_err(|source| KeyStoreError::Decode {
+                        path: path.clone(),
+                        source,
+                    })?;
+                tracing::info!(path = %path.display(), keys = keyset.len(), "loaded NTS cookie keys");
+                (keyset, false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::info!(path = %path.display(), "no key file yet: generating NTS cookie keys");
+                (KeySet::generate(settings, now, &mut rng), true)
+            }
+            Err(source) => return Err(KeyStoreError::Read { path, source }),
+        };
+        dirty |= keyset.rotate_if_due(now, &mut rng);
+        if dirty {
+            write_atomically(&path, &keyset.encode()).map_err(|source| KeyStoreError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(Self {
+            path: Some(path),
+            keys: Arc::new(RwLock::new(keyset)),
+        })
+    }
+
+    pub fn shared(&self) -> SharedKeySet {
+        Arc::clone(&self.keys)
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Rotates when due and stores the result; returns when to look again.
+    pub fn rotate_now(&self) -> Duration {
+        let now = unix_now();
+        let encoded = {
+            let Ok(mut keys) = self.keys.write() else {
+                return Duration::from_secs(60);
+            };
+            if !keys.rotate_if_due(now, &mut rand::rng()) {
+                return Duration::from_secs(keys.next_rotation().saturating_sub(now).max(1));
+            }
+            tracing::info!(current = keys.current_id(), "rotated NTS cookie keys");
+            keys.encode()
+        };
+        if let Some(path) = &self.path {
+            // The new keys stay in use from memory; a failed store is for the
+            // sysadmin to fix before the next restart, so say so loudly.
+            if let Err(e) = write_atomically(path, &encoded) {
+                tracing::error!(path = %path.display(), error = %e, "cannot store rotated NTS cookie keys: a restart now would invalidate cookies issued since");
+            }
+        }
+        self.keys
+            .read()
+            .map(|k| Duration::from_secs(k.next_rotation().saturating_sub(now).max(1)))
+            .unwrap_or(Duration::from_secs(60))
+    }
+
+    /// Rotates on schedule until cancelled.
+    pub async fn run_rotation(self, cancel: CancellationToken) {
+        loop {
+            let store = self.clone();
+            let wait = tokio::task::spawn_blocking(move || store.rotate_now())
+                .await
+                .unwrap_or(Duration::from_secs(60));
+            // Re-check at least hourly: the wall clock may jump while we sleep.
+            let wait = wait.min(Duration::from_secs(3600));
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash at any point leaves either the
+/// old file or the new one, never a mix; mode 0600.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "key storage path has no file name",
+        )
+    })?;
+    let mut tmp_name = file_name.to_owned();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn config(path: &Path) -> KeysetConfig {
+        KeysetConfig {
+            key_storage_path: Some(path.to_owned()),
+            ..KeysetConfig::default()
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sundial-keystore-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn created_stored_and_reloaded_with_mode_0600() {
+        let dir = temp_dir("reload");
+        let path = dir.join("keys/ntskeys");
+        let first = KeyStore::open(&config(&path)).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let id = first.shared().read().unwrap().current_id();
+        let again = KeyStore::open(&config(&path)).unwrap();
+        assert_eq!(again.shared().read().unwrap().current_id(), id);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn corrupt_file_stops_the_start_and_is_kept() {
+        let dir = temp_dir("corrupt");
+        let path = dir.join("ntskeys");
+        fs::write(&path, b"not a keyset").unwrap();
+        let err = KeyStore::open(&config(&path)).unwrap_err();
+        assert!(matches!(err, KeyStoreError::Decode { .. }));
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert_eq!(fs::read(&path).unwrap(), b"not a keyset");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unreadable_path_is_an_error_naming_it() {
+        let dir = temp_dir("unreadable");
+        // A directory where the file should be cannot be read as a file.
+        let path = dir.join("ntskeys");
+        fs::create_dir_all(&path).unwrap();
+        let err = KeyStore::open(&config(&path)).unwrap_err();
+        assert!(matches!(err, KeyStoreError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("ntskeys"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn in_memory_without_a_path() {
+        let store = KeyStore::open(&KeysetConfig::default()).unwrap();
+        assert!(store.path().is_none());
+        assert_eq!(store.shared().read().unwrap().len(), 1);
+    }
+}

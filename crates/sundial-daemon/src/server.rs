@@ -1,0 +1,4 @@
+//! The serving side: NTP over UDP and NTS-KE over TLS.
+
+pub mod ntp;
+pub mod rate;
