@@ -145,3 +145,45 @@ fn unknown_key_in_any_table_names_file_key_and_line() {
     // Root + every header + inline tables across the four examples.
     assert!(checked >= 30, "only {checked} tables were exercised");
 }
+
+/// docs/config.md documents every key: each key used anywhere in the full
+/// example (which uses every key sundial accepts) appears there as `key`.
+#[test]
+fn reference_page_documents_every_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let reference = std::fs::read_to_string(root.join("docs/config.md"))
+        .unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+    let full = std::fs::read_to_string(root.join("docs/examples/ntpd-rs-full.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table: toml::Table = toml::from_str(&full).unwrap_or_else(|e| panic!("{e}"));
+    let mut keys = vec!["clock".to_owned()];
+    collect_keys(&toml::Value::Table(table), &mut keys);
+    // Code spans of the page; a key counts as documented when one of them
+    // holds it as a whole word (`key`, `[table]`, `{ forward, backward }`).
+    let spans: Vec<&str> = reference.split('`').skip(1).step_by(2).collect();
+    let is_word_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    let documented = |key: &str| {
+        spans.iter().any(|span| {
+            span.split(|c: char| !is_word_char(c))
+                .any(|word| word == key)
+        })
+    };
+    let missing: Vec<&String> = keys.iter().filter(|key| !documented(key)).collect();
+    assert!(
+        missing.is_empty(),
+        "keys missing from docs/config.md: {missing:?}"
+    );
+}
+
+fn collect_keys(value: &toml::Value, keys: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                keys.push(key.clone());
+                collect_keys(value, keys);
+            }
+        }
+        toml::Value::Array(array) => array.iter().for_each(|v| collect_keys(v, keys)),
+        _ => {}
+    }
+}
