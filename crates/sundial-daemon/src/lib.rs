@@ -3,3 +3,4 @@
 pub mod config;
 pub mod keystore;
 pub mod server;
+pub mod tls;

@@ -1,4 +1,5 @@
 //! The serving side: NTP over UDP and NTS-KE over TLS.
 
 pub mod ntp;
+pub mod nts_ke;
 pub mod rate;

@@ -1,0 +1,480 @@
+//! NTS-KE over TLS 1.3 on TCP (RFC 8915 section 4): accept, handshake,
+//! read one request into the sans-IO `KeServer`, answer with cookies sealed
+//! under the shared keyset, close.
+//!
+//! Every connection is bounded: a semaphore caps how many are served at
+//! once, one timeout covers the whole exchange (handshake, request,
+//! response), and the request size cap lives in `KeServer`. Everything a
+//! remote peer can cause is logged at debug and counted in [`KeStats`].
+
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
+use sundial_proto::nts::cookie::cookie_len;
+use sundial_proto::nts::ke_record::{EncodeError, ErrorCode, NextProtocol};
+use sundial_proto::nts::ke_server::{
+    COOKIE_COUNT, KeServer, KeServerProgress, Negotiated, build_response, error_response,
+    refusal_response,
+};
+use sundial_proto::nts::key_export::derive_keys;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::NtsKeServerConfig;
+use crate::keystore::SharedKeySet;
+use crate::tls::{self, CertificateInfo, NTSKE_ALPN, TlsError};
+
+/// How long to wait after an accept error such as EMFILE before trying
+/// again: long enough not to spin on a full descriptor table, short enough
+/// that service resumes soon after descriptors are freed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Bytes per TLS read. `KeServer` accumulates reads of any size and caps
+/// the request; a typical request is a few dozen bytes.
+const READ_CHUNK: usize = 512;
+
+/// What to put in the Server and Port Negotiation records of every
+/// response (RFC 8915 4.1.7, 4.1.8); `None` sends no record, so clients use
+/// this host and port 123.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announce {
+    pub server: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// Why a KE listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeStartError {
+    #[error("[[nts-ke-server]] {listen}: {source}")]
+    Tls {
+        listen: SocketAddr,
+        #[source]
+        source: TlsError,
+    },
+    #[error("[[nts-ke-server]] cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The server name cannot be sent in a Server Negotiation record.
+    #[error("[[nts-ke-server]] {listen}: cannot announce NTP server {server:?}: {source}")]
+    Announce {
+        listen: SocketAddr,
+        server: String,
+        #[source]
+        source: EncodeError,
+    },
+}
+
+/// Counters for one listener, for `sundial status` and the metrics. Every
+/// connection ends in exactly one of `responses`, `refused` or a `failed_*`
+/// counter (or none, if the daemon shuts down while it is in flight).
+#[derive(Debug, Default)]
+pub struct KeStats {
+    /// TLS handshakes that completed with ALPN `ntske/1`.
+    pub handshakes_ok: AtomicU64,
+    /// Exchanges answered with cookies.
+    pub responses: AtomicU64,
+    /// Well-formed requests with no protocol or algorithm in common.
+    pub refused: AtomicU64,
+    /// The TLS handshake failed, or the TLS stream broke mid-exchange.
+    pub failed_tls: AtomicU64,
+    /// The handshake completed without ALPN `ntske/1`.
+    pub failed_alpn: AtomicU64,
+    /// The request was malformed; an Error record was sent.
+    pub failed_bad_request: AtomicU64,
+    /// The exchange did not finish within `key-exchange-timeout-ms`.
+    pub failed_timeout: AtomicU64,
+    /// Our side failed (keyset unavailable, key export or sealing failed).
+    pub failed_internal: AtomicU64,
+    /// `accept()` failed (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A bound NTS-KE listener, ready to [`run`](KeListener::run).
+pub struct KeListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    leaf: CertificateInfo,
+    timeout: Duration,
+    concurrent_connections: usize,
+    announce: Arc<Announce>,
+    stats: Arc<KeStats>,
+}
+
+impl std::fmt::Debug for KeListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeListener")
+            .field("local_addr", &self.local_addr)
+            .field("leaf", &self.leaf.subject)
+            .field("timeout", &self.timeout)
+            .field("concurrent_connections", &self.concurrent_connections)
+            .field("announce", &self.announce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the certificate and key, checks that `announce` can be encoded and
+/// binds the TCP socket. Everything that can be wrong with the
+/// configuration fails here, before the daemon reports ready.
+pub async fn bind(
+    config: &NtsKeServerConfig,
+    announce: Announce,
+) -> Result<KeListener, KeStartError> {
+    let listen = config.listen;
+    let tls = tls::load_server_tls(
+        &config.certificate_chain_path,
+        &config.private_key_path,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|source| KeStartError::Tls { listen, source })?;
+    check_announce(listen, &announce)?;
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| KeStartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| KeStartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    Ok(KeListener {
+        listener,
+        local_addr,
+        acceptor: TlsAcceptor::from(tls.config),
+        leaf: tls.leaf,
+        timeout: Duration::from_millis(config.key_exchange_timeout_ms.max(1)),
+        concurrent_connections: config.concurrent_connections.max(1),
+        announce: Arc::new(announce),
+        stats: Arc::new(KeStats::default()),
+    })
+}
+
+/// Encodes the records once with no cookies, so a server name that cannot
+/// go on the wire stops the start instead of failing every exchange.
+fn check_announce(listen: SocketAddr, announce: &Announce) -> Result<(), KeStartError> {
+    let probe = Negotiated {
+        protocol: NextProtocol::NtpV4,
+        algorithm: AeadAlgorithm::AesSivCmac256,
+        requested_server: None,
+        requested_port: None,
+    };
+    match build_response(&probe, &[], announce.server.as_deref(), announce.port) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(KeStartError::Announce {
+            listen,
+            server: announce.server.clone().unwrap_or_default(),
+            source,
+        }),
+    }
+}
+
+impl KeListener {
+    /// The bound address (the real port when the config said port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters; they stay readable after `run` consumes the listener.
+    pub fn stats(&self) -> Arc<KeStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// What the served leaf certificate says (subject, names, expiry).
+    pub fn certificate(&self) -> &CertificateInfo {
+        &self.leaf
+    }
+
+    /// Serves until `cancel` fires, then waits for the connections in
+    /// flight, which stop at once because they watch `cancel` too.
+    pub async fn run(self, keys: SharedKeySet, cancel: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.concurrent_connections));
+        let conn = Arc::new(Connection {
+            acceptor: self.acceptor,
+            keys,
+            announce: self.announce,
+            stats: Arc::clone(&self.stats),
+            timeout: self.timeout,
+        });
+        let mut tasks = JoinSet::new();
+        // Only the first failure of a run of accept errors is a warning, so
+        // a full descriptor table does not log ten lines a second.
+        let mut accept_failing = false;
+        tracing::info!(addr = %self.local_addr, "NTS-KE server listening");
+
+        loop {
+            // Reap finished connections so the set holds only live ones.
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        tracing::error!(error = %e, "NTS-KE connection task panicked");
+                    }
+                }
+            }
+            // Take a permit before accepting: when the limit is reached,
+            // new connections wait in the kernel's accept queue.
+            let permit = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // Never closed; stop rather than spin if it were.
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => {
+                    accept_failing = false;
+                    accepted
+                }
+                Err(e) if is_per_connection(&e) => {
+                    // The peer gave up before we got to it: nothing to fix.
+                    bump(&self.stats.accept_errors);
+                    tracing::debug!(error = %e, "NTS-KE accept failed");
+                    continue;
+                }
+                Err(e) => {
+                    bump(&self.stats.accept_errors);
+                    if accept_failing {
+                        tracing::debug!(error = %e, "NTS-KE accept failed again");
+                    } else {
+                        tracing::warn!(addr = %self.local_addr, error = %e, "NTS-KE accept failed; backing off");
+                    }
+                    accept_failing = true;
+                    drop(permit);
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
+                }
+            };
+            let conn = Arc::clone(&conn);
+            let cancel = cancel.clone();
+            let span = tracing::debug_span!("nts_ke", %peer);
+            tasks.spawn(
+                async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        () = cancel.cancelled() => tracing::debug!("shutting down mid-exchange"),
+                        () = conn.serve(stream) => {}
+                    }
+                }
+                .instrument(span),
+            );
+        }
+
+        while tasks.join_next().await.is_some() {}
+        tracing::debug!(addr = %self.local_addr, "NTS-KE server stopped");
+    }
+}
+
+/// Accept errors that concern one connection only (RST before accept);
+/// they need no back-off.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// What every connection task shares.
+struct Connection {
+    acceptor: TlsAcceptor,
+    keys: SharedKeySet,
+    announce: Arc<Announce>,
+    stats: Arc<KeStats>,
+    timeout: Duration,
+}
+
+/// How one exchange ended, for the counters.
+enum Outcome {
+    Served,
+    Refused,
+    TlsFailed,
+    NoAlpn,
+    BadRequest,
+    Internal,
+}
+
+impl Connection {
+    async fn serve(&self, stream: TcpStream) {
+        let outcome = match tokio::time::timeout(self.timeout, self.exchange(stream)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::debug!(timeout = ?self.timeout, "key exchange timed out");
+                bump(&self.stats.failed_timeout);
+                return;
+            }
+        };
+        let counter = match outcome {
+            Outcome::Served => &self.stats.responses,
+            Outcome::Refused => &self.stats.refused,
+            Outcome::TlsFailed => &self.stats.failed_tls,
+            Outcome::NoAlpn => &self.stats.failed_alpn,
+            Outcome::BadRequest => &self.stats.failed_bad_request,
+            Outcome::Internal => &self.stats.failed_internal,
+        };
+        bump(counter);
+    }
+
+    async fn exchange(&self, stream: TcpStream) -> Outcome {
+        let mut tls = match self.acceptor.accept(stream).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return Outcome::TlsFailed;
+            }
+        };
+        // rustls refuses a client that offers only other ALPN ids, but lets
+        // one that offers none through; RFC 8915 4 requires ntske/1.
+        if tls.get_ref().1.alpn_protocol() != Some(NTSKE_ALPN) {
+            tracing::debug!("client did not negotiate ALPN ntske/1; closing");
+            return Outcome::NoAlpn;
+        }
+        bump(&self.stats.handshakes_ok);
+
+        let mut ke = KeServer::new(&AeadAlgorithm::SUPPORTED);
+        let mut buf = [0u8; READ_CHUNK];
+        let progress = loop {
+            let step = match tls.read(&mut buf).await {
+                Ok(0) => match ke.finish() {
+                    Err(e) => Err(e),
+                    // Only after an outcome, which ends this loop; never
+                    // read again after end of stream, whatever happens.
+                    Ok(()) => break Ok(KeServerProgress::NeedMore),
+                },
+                Ok(n) => ke.receive(buf.get(..n).unwrap_or_default()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the request failed");
+                    return Outcome::TlsFailed;
+                }
+            };
+            match step {
+                Ok(KeServerProgress::NeedMore) => continue,
+                Ok(done) => break Ok(done),
+                Err(e) => break Err(e),
+            }
+        };
+
+        let (response, outcome) = match progress {
+            Ok(KeServerProgress::Request(negotiated)) => match self.respond(&tls, &negotiated) {
+                Ok(response) => {
+                    tracing::debug!(algorithm = ?negotiated.algorithm, "serving cookies");
+                    (response, Outcome::Served)
+                }
+                Err(()) => (
+                    error_response(ErrorCode::InternalServerError),
+                    Outcome::Internal,
+                ),
+            },
+            Ok(KeServerProgress::Refused(refusal)) => {
+                tracing::debug!(?refusal, "refusing request");
+                (refusal_response(refusal), Outcome::Refused)
+            }
+            // The loop above breaks only on a final outcome.
+            Ok(KeServerProgress::NeedMore) => (
+                error_response(ErrorCode::InternalServerError),
+                Outcome::Internal,
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "bad request");
+                (error_response(e.error_code()), Outcome::BadRequest)
+            }
+        };
+
+        if let Err(e) = send(&mut tls, &response).await {
+            tracing::debug!(error = %e, "sending the response failed");
+            return match outcome {
+                Outcome::Served | Outcome::Refused => Outcome::TlsFailed,
+                other => other,
+            };
+        }
+        outcome
+    }
+
+    /// Derives the association's keys from the TLS exporter, seals the
+    /// cookies and encodes the response. Failures here are ours, not the
+    /// client's, and are logged as such.
+    fn respond(&self, tls: &TlsStream<TcpStream>, negotiated: &Negotiated) -> Result<Vec<u8>, ()> {
+        let conn = tls.get_ref().1;
+        let keys = derive_keys(
+            negotiated.protocol.to_u16(),
+            negotiated.algorithm,
+            |label, context, out| {
+                conn.export_keying_material(out, label.as_bytes(), Some(context))
+                    .map(|_| ())
+            },
+        )
+        .map_err(|e| tracing::warn!(error = %e, "NTS-KE key export failed"))?;
+        let cookies = self.seal_cookies(&keys)?;
+        build_response(
+            negotiated,
+            &cookies,
+            self.announce.server.as_deref(),
+            self.announce.port,
+        )
+        .map_err(|e| tracing::warn!(error = %e, "encoding the NTS-KE response failed"))
+    }
+
+    /// Seals [`COOKIE_COUNT`] cookies under one read lock. Synchronous on
+    /// purpose: neither the lock guard nor the thread-local RNG may be held
+    /// across an await.
+    fn seal_cookies(&self, keys: &NtsKeys) -> Result<Vec<Vec<u8>>, ()> {
+        let algorithm = keys.algorithm();
+        let len = cookie_len(algorithm).ok_or_else(|| {
+            tracing::warn!(?algorithm, "negotiated an algorithm cookies cannot carry");
+        })?;
+        // A poisoned lock means the rotation task panicked mid-update; a
+        // cookie from a half-updated set could be unopenable, so refuse.
+        let keyset = self
+            .keys
+            .read()
+            .map_err(|_| tracing::warn!("keyset lock poisoned; cannot issue cookies"))?;
+        let mut rng = rand::rng();
+        let mut cookies = Vec::with_capacity(COOKIE_COUNT);
+        for _ in 0..COOKIE_COUNT {
+            let mut cookie = vec![0u8; len];
+            let n = keyset
+                .seal_cookie(keys, &mut rng, &mut cookie)
+                .map_err(|e| tracing::warn!(error = %e, "sealing a cookie failed"))?;
+            cookie.truncate(n);
+            cookies.push(cookie);
+        }
+        Ok(cookies)
+    }
+}
+
+/// Writes the whole response, then closes the TLS session (close_notify)
+/// and the TCP write side, so the client sees a clean end of the stream.
+async fn send(tls: &mut TlsStream<TcpStream>, response: &[u8]) -> io::Result<()> {
+    tls.write_all(response).await?;
+    tls.shutdown().await
+}
