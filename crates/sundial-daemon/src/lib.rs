@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod keystore;
+pub mod run;
 pub mod server;
 pub mod tls;

@@ -39,8 +39,6 @@ enum Command {
 
 /// Exit status for a configuration that does not load.
 const EXIT_INVALID: u8 = 1;
-/// Exit status for a subcommand that exists but is not built yet.
-const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,7 +53,11 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `sundial run`: for now only loads the configuration.
+/// Exit status for a daemon that could not start or failed while running.
+const EXIT_FAILED: u8 = 1;
+
+/// `sundial run`: load the configuration, set up logging, run until
+/// SIGTERM or SIGINT.
 fn run(path: &Path, observe: bool) -> u8 {
     let mut stderr = std::io::stderr().lock();
     let config = match config::load(path) {
@@ -65,9 +67,53 @@ fn run(path: &Path, observe: bool) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let _ = (config, observe);
-    let _ = writeln!(stderr, "sundial run: not implemented yet");
-    EXIT_NOT_IMPLEMENTED
+    drop(stderr);
+    if let Err(e) = init_logging(&config.observability) {
+        eprintln!("sundial: {e}");
+        return EXIT_FAILED;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sundial: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match runtime.block_on(sundial_daemon::run::run(config, observe)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("sundial: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Logs go to stderr (journald picks them up) or to `log-path`; the level
+/// is `log-level`, overridden by `RUST_LOG` when set.
+fn init_logging(observability: &config::ObservabilityConfig) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let level = observability.effective_log_level().as_str();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &observability.log_path {
+        Some(log_path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .map_err(|e| format!("{}: cannot open the log file: {e}", log_path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init()
+        }
+        None => builder
+            .with_ansi(observability.ansi_colors)
+            .with_writer(std::io::stderr)
+            .try_init(),
+    }
+    .map_err(|e| format!("cannot set up logging: {e}"))
 }
 
 /// `sundial validate`: load and check; "FILE: ok" and 0, or the located

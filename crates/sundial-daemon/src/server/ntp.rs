@@ -15,6 +15,8 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
 use nix::sys::time::TimeSpec;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use socket2::{Domain, Protocol, Socket, Type};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 use sundial_proto::server::{
@@ -195,7 +197,9 @@ impl NtpListener {
             self.config.rate_limiting_cache_size,
             Duration::from_millis(self.config.rate_limiting_cutoff_ms),
         );
-        let mut rng = rand::rng();
+        // ThreadRng is not Send; a ChaCha generator seeded from the OS is
+        // as good for nonces and cookie keys and can live in this task.
+        let mut rng = StdRng::from_os_rng();
         let mut request = [0u8; MAX_PACKET];
         let mut response = [0u8; MAX_PACKET];
         tracing::info!(listen = %self.config.listen, "serving NTP");
