@@ -291,6 +291,18 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         raw.nts_ke_server.iter().map(|s| s.listen),
         &mut problems,
     );
+    for (index, ke) in raw.nts_ke_server.iter().enumerate() {
+        if ke.ntp_port.is_none() {
+            if let Err(ports) = implicit_ntp_port(&raw.server) {
+                problems.push(Problem::new(
+                    root.key("nts-ke-server").index(index),
+                    format!(
+                        "the [[server]] sections listen on several ports ({ports}): set ntp-port to the one this key exchange announces"
+                    ),
+                ));
+            }
+        }
+    }
     raw.keyset.check(&root.key("keyset"), &mut problems);
     raw.synchronization
         .check(&root.key("synchronization"), &mut problems);
@@ -330,6 +342,22 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         observability: raw.observability,
         clock: raw.clock,
     })
+}
+
+/// The NTP port a KE server without `ntp-port` announces: the one port all
+/// `[[server]]` listeners share, unless it is 123 (the default clients
+/// assume, so nothing needs announcing). `Err` lists the ports when they
+/// differ, which leaves the choice ambiguous.
+pub fn implicit_ntp_port(servers: &[ServerConfig]) -> Result<Option<u16>, String> {
+    let ports: std::collections::BTreeSet<u16> = servers.iter().map(|s| s.listen.port()).collect();
+    match ports.len() {
+        0 | 1 => Ok(ports.first().copied().filter(|&p| p != NTP_PORT)),
+        _ => Err(ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")),
+    }
 }
 
 fn check_unique_listeners(

@@ -6,7 +6,6 @@
 //! its file or address.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, NtsKeServerConfig};
+use crate::config::{self, Config, NtsKeServerConfig};
 use crate::keystore::{KeyStore, KeyStoreError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
 use crate::server::nts_ke::{self, Announce, KeStartError};
@@ -44,26 +43,14 @@ pub enum RunError {
 }
 
 /// What a KE server announces: its own `ntp-server`, and `ntp-port` or,
-/// when that is unset and every NTP listener shares one port other than
-/// 123, that port — so a test server on port 12300 just works.
+/// when that is unset, the port every NTP listener shares if it is not 123
+/// (so a test server on port 12300 just works; config loading already
+/// refused the ambiguous case).
 fn announce(config: &Config, ke: &NtsKeServerConfig) -> Result<Announce, RunError> {
     let port = match ke.ntp_port {
         Some(port) => Some(port),
-        None => {
-            let ports: BTreeSet<u16> = config.servers.iter().map(|s| s.listen.port()).collect();
-            match ports.len() {
-                0 => None,
-                1 => ports.first().copied().filter(|&p| p != 123),
-                _ => {
-                    let list = ports
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(RunError::AmbiguousPort(ke.listen, list));
-                }
-            }
-        }
+        None => config::implicit_ntp_port(&config.servers)
+            .map_err(|ports| RunError::AmbiguousPort(ke.listen, ports))?,
     };
     Ok(Announce {
         server: ke.ntp_server.clone(),
