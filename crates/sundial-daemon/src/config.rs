@@ -146,6 +146,15 @@ impl Config {
     pub fn warnings(&self) -> Vec<Warning> {
         let mut warnings = Vec::new();
         let mut warn = |key: String, message: String| warnings.push(Warning { key, message });
+        if self.sources.is_empty()
+            && !self.servers.is_empty()
+            && self.synchronization.local_stratum >= 16
+        {
+            warn(
+                "synchronization.local-stratum".to_owned(),
+                "no [[source]] and local-stratum is 16: the server answers as unsynchronized and clients will not use it (set local-stratum if this machine's clock is the reference)".to_owned(),
+            );
+        }
         let wanted = self.synchronization.minimum_agreeing_sources;
         if !self.sources.is_empty() && self.max_sources() < wanted {
             warn(

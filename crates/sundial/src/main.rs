@@ -1,7 +1,7 @@
 //! The `sundial` command: one binary, one small function per subcommand.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,6 +72,9 @@ fn run(path: &Path, observe: bool) -> u8 {
         eprintln!("sundial: {e}");
         return EXIT_FAILED;
     }
+    for warning in config.warnings() {
+        tracing::warn!("{}: `{}`: {}", path.display(), warning.key, warning.message);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -109,7 +112,9 @@ fn init_logging(observability: &config::ObservabilityConfig) -> Result<(), Strin
                 .try_init()
         }
         None => builder
-            .with_ansi(observability.ansi_colors)
+            // Colours only for a person at a terminal, never into journald
+            // or a redirected file.
+            .with_ansi(observability.ansi_colors && std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .try_init(),
     }
