@@ -26,3 +26,4 @@ pub mod ntp;
 pub mod nts;
 pub mod reader;
 pub mod server;
+pub mod source;
