@@ -10,12 +10,13 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -136,11 +137,13 @@ fn unix_to_system_time(secs: i64) -> SystemTime {
     }
 }
 
-/// A ready server configuration and what its leaf certificate says.
+/// A ready server configuration, the swappable certificate behind it, and
+/// what its leaf certificate says.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     pub leaf: CertificateInfo,
+    pub cert: Arc<ReloadableCert>,
 }
 
 /// Loads the certificate chain (PEM, leaf first) and its private key (PEM:
@@ -151,8 +154,39 @@ pub fn load_server_config(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>,
 }
 
 /// As [`load_server_config`], checking the leaf's validity at `now`, and
-/// also returning what the leaf says about itself.
+/// also returning what the leaf says about itself and the handle through
+/// which a renewed pair replaces it without a restart.
 pub fn load_server_tls(chain: &Path, key: &Path, now: SystemTime) -> Result<ServerTls, TlsError> {
+    let (certified, leaf) = load_certified_key(chain, key, now)?;
+    let cert = Arc::new(ReloadableCert {
+        current: RwLock::new((Arc::new(certified), leaf.clone())),
+    });
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // RFC 8915 4: NTS-KE is TLS 1.3 only.
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
+    config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
+    // A client comes back only when its cookies run out, usually after a
+    // long while, so resumption saves little; tickets would cost bytes on
+    // every exchange and session state on the server.
+    config.send_tls13_tickets = 0;
+    Ok(ServerTls {
+        config: Arc::new(config),
+        leaf,
+        cert,
+    })
+}
+
+/// Reads and checks one certificate/key pair: the chain parses, the leaf is
+/// valid at `now`, the key loads and matches the leaf.
+pub fn load_certified_key(
+    chain: &Path,
+    key: &Path,
+    now: SystemTime,
+) -> Result<(CertifiedKey, CertificateInfo), TlsError> {
     let certs = read_chain(chain)?;
     let Some(leaf_der) = certs.first() else {
         return Err(TlsError::NoCertificate {
@@ -166,7 +200,7 @@ pub fn load_server_tls(chain: &Path, key: &Path, now: SystemTime) -> Result<Serv
     check_validity(chain, &leaf, now)?;
     let key_der = read_key(key)?;
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing_key = provider
         .key_provider
         .load_private_key(key_der)
@@ -192,22 +226,43 @@ pub fn load_server_tls(chain: &Path, key: &Path, now: SystemTime) -> Result<Serv
             });
         }
     }
+    Ok((certified, leaf))
+}
 
-    // RFC 8915 4: NTS-KE is TLS 1.3 only.
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
-    // A client comes back only when its cookies run out, usually after a
-    // long while, so resumption saves little; tickets would cost bytes on
-    // every exchange and session state on the server.
-    config.send_tls13_tickets = 0;
-    Ok(ServerTls {
-        config: Arc::new(config),
-        leaf,
-    })
+/// The certificate the KE server presents, swappable while it serves: each
+/// new handshake takes whatever pair is current, handshakes in flight keep
+/// the one they started with.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    current: RwLock<(Arc<CertifiedKey>, CertificateInfo)>,
+}
+
+impl ReloadableCert {
+    /// What the pair now served says about its leaf.
+    pub fn leaf(&self) -> Option<CertificateInfo> {
+        self.current.read().ok().map(|c| c.1.clone())
+    }
+
+    /// Loads the pair again and, if it is good, serves it from the next
+    /// handshake on. A bad pair leaves the current one serving.
+    pub fn reload(
+        &self,
+        chain: &Path,
+        key: &Path,
+        now: SystemTime,
+    ) -> Result<CertificateInfo, TlsError> {
+        let (certified, leaf) = load_certified_key(chain, key, now)?;
+        if let Ok(mut current) = self.current.write() {
+            *current = (Arc::new(certified), leaf.clone());
+        }
+        Ok(leaf)
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| Arc::clone(&c.0))
+    }
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -32,9 +32,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::cert_watch::CertWatch;
 use crate::config::NtsKeServerConfig;
 use crate::keystore::SharedKeySet;
-use crate::tls::{self, CertificateInfo, NTSKE_ALPN, TlsError};
+use crate::tls::{self, CertificateInfo, NTSKE_ALPN, ReloadableCert, TlsError};
 
 /// How long to wait after an accept error such as EMFILE before trying
 /// again: long enough not to spin on a full descriptor table, short enough
@@ -114,7 +115,7 @@ pub struct KeListener {
     listener: TcpListener,
     local_addr: SocketAddr,
     acceptor: TlsAcceptor,
-    leaf: CertificateInfo,
+    cert_watch: CertWatch,
     timeout: Duration,
     concurrent_connections: usize,
     announce: Arc<Announce>,
@@ -125,7 +126,7 @@ impl std::fmt::Debug for KeListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeListener")
             .field("local_addr", &self.local_addr)
-            .field("leaf", &self.leaf.subject)
+            .field("certificate", &self.cert_watch.chain)
             .field("timeout", &self.timeout)
             .field("concurrent_connections", &self.concurrent_connections)
             .field("announce", &self.announce)
@@ -163,7 +164,11 @@ pub async fn bind(
         listener,
         local_addr,
         acceptor: TlsAcceptor::from(tls.config),
-        leaf: tls.leaf,
+        cert_watch: CertWatch {
+            chain: config.certificate_chain_path.clone(),
+            key: config.private_key_path.clone(),
+            cert: tls.cert,
+        },
         timeout: Duration::from_millis(config.key_exchange_timeout_ms.max(1)),
         concurrent_connections: config.concurrent_connections.max(1),
         announce: Arc::new(announce),
@@ -201,9 +206,15 @@ impl KeListener {
         Arc::clone(&self.stats)
     }
 
-    /// What the served leaf certificate says (subject, names, expiry).
-    pub fn certificate(&self) -> &CertificateInfo {
-        &self.leaf
+    /// What the leaf certificate served now says (subject, names, expiry).
+    pub fn certificate(&self) -> Option<CertificateInfo> {
+        self.cert_watch.cert.leaf()
+    }
+
+    /// The served certificate, which hot reload may replace: read it for
+    /// the current expiry.
+    pub fn certificate_handle(&self) -> Arc<ReloadableCert> {
+        Arc::clone(&self.cert_watch.cert)
     }
 
     /// Serves until `cancel` fires, then waits for the connections in
@@ -218,6 +229,7 @@ impl KeListener {
             timeout: self.timeout,
         });
         let mut tasks = JoinSet::new();
+        tokio::spawn(self.cert_watch.run(cancel.clone()));
         // Only the first failure of a run of accept errors is a warning, so
         // a full descriptor table does not log ten lines a second.
         let mut accept_failing = false;
