@@ -200,7 +200,8 @@ fn encode_decode_roundtrip_opens_old_cookies() {
 
     let bytes = set.encode();
     assert_eq!(&bytes[..8], b"SUNDIALK");
-    assert_eq!(bytes.len(), 14 + 3 * 46 + 4);
+    // current + 2 stale + the pre-published next key
+    assert_eq!(bytes.len(), 14 + 4 * 46 + 4);
     let back = KeySet::decode(&bytes, KeySetConfig::default()).unwrap();
     assert_eq!(
         back.key_ids().collect::<Vec<_>>(),
@@ -266,11 +267,11 @@ fn decode_rejects_each_problem_precisely() {
     );
 
     let mut v = good.clone();
-    v[11] = 1; // flags: e.g. a pre-published next key we cannot read yet
+    v[11] = 3; // flags: the next-key flag plus one from the future
     refresh_crc(&mut v);
     assert_eq!(
         KeySet::decode(&v, cfg).err(),
-        Some(KeySetError::UnsupportedFlags(1))
+        Some(KeySetError::UnsupportedFlags(3))
     );
 
     let mut v = good.clone();
@@ -379,4 +380,39 @@ proptest! {
         prop_assert!(KeySet::decode(&v, KeySetConfig::default()).is_err());
         prop_assert!(KeySet::decode(&good[..cut.index(good.len())], KeySetConfig::default()).is_err());
     }
+}
+
+#[test]
+fn the_next_key_is_published_before_it_seals() {
+    let mut rng = rng(21);
+    let writer = KeySet::generate(KeySetConfig::default(), T0, &mut rng);
+    let next = writer.next_id().unwrap();
+    assert_ne!(next, writer.current_id());
+    assert!(!writer.key_ids().any(|id| id == next));
+    // A copy taken now (a fleet NTP server's) ...
+    let copy = KeySet::decode(&writer.encode(), KeySetConfig::default()).unwrap();
+    assert_eq!(copy.next_id(), Some(next));
+    // ... opens what the writer seals after its rotation, though it has not
+    // seen the rotated file yet.
+    let mut rotated = writer.clone();
+    assert!(rotated.rotate_if_due(T0 + DAY, &mut rng));
+    assert_eq!(rotated.current_id(), next);
+    assert_eq!(rotated.current().created_at(), T0 + DAY);
+    let keys = nts_keys(AeadAlgorithm::AesSivCmac256, &mut rng);
+    let cookie = seal(&rotated, &keys, &mut rng);
+    assert!(copy.open_cookie(&cookie).is_ok());
+    // and a new next key is published at once.
+    assert!(rotated.next_id().is_some_and(|n| n != next));
+    // A file without the flag (older writer) still loads.
+    let mut bytes = writer.encode().to_vec();
+    bytes[11] = 0;
+    let count = u16::from_be_bytes([bytes[12], bytes[13]]) - 1;
+    bytes[12..14].copy_from_slice(&count.to_be_bytes());
+    // Drop the next key's record, keep room for the checksum.
+    let cut = bytes.len() - 4 - 46;
+    bytes.drain(cut..cut + 46);
+    refresh_crc(&mut bytes);
+    let old = KeySet::decode(&bytes, KeySetConfig::default()).unwrap();
+    assert_eq!(old.next_id(), None);
+    assert_eq!(old.current_id(), writer.current_id());
 }

@@ -7,16 +7,19 @@
 //! what a fleet of servers shares. Storage format, version 1 (integers BE):
 //!
 //! ```text
-//! magic "SUNDIALK" (8) | version u16 = 1 | flags u16 = 0 | key count u16
+//! magic "SUNDIALK" (8) | version u16 = 1 | flags u16 | key count u16
 //! count x { key id u32 | created_at u64 | algorithm u16 = 15 | key (32) }
 //! CRC-32 (IEEE) u32 over everything before it
 //! ```
 //!
-//! The first key is the current one, the rest are stale keys, newest first.
-//! `flags` is reserved for later additions such as a pre-published next key
-//! (fleet mode); a version 1 reader refuses any flag it does not know rather
-//! than misread what follows. The per-key algorithm lets a later version
-//! change the master key algorithm without a new layout.
+//! The first key is the current one, then the stale keys, newest first.
+//! With flag `0x0001` (`FLAG_NEXT_KEY`) the last record is the pre-published
+//! next key: it seals nothing yet but already opens cookies, so NTP servers
+//! that read a copy of the file (fleet mode) accept the cookies the KE
+//! server seals right after its next rotation even when their copy lags by
+//! up to one rotation interval. A reader refuses any flag it does not know
+//! rather than misread what follows. The per-key algorithm lets a later
+//! version change the master key algorithm without a new layout.
 
 use std::collections::VecDeque;
 
@@ -40,6 +43,8 @@ const VERSION: u16 = 1;
 const RECORD_LEN: usize = 4 + 8 + 2 + MASTER_KEY_LEN;
 const HEADER_LEN: usize = MAGIC.len() + 2 + 2 + 2;
 const CRC_LEN: usize = 4;
+/// Flag: the last key record is the pre-published next key.
+pub const FLAG_NEXT_KEY: u16 = 0x0001;
 
 /// How often keys rotate and how many old keys stay able to open cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,24 +93,37 @@ pub enum KeySetError {
     Corrupt(&'static str),
 }
 
-/// The current master key plus up to `stale_key_count` older ones.
+/// The current master key plus up to `stale_key_count` older ones, and the
+/// pre-published key that becomes current at the next rotation.
 #[derive(Debug, Clone)]
 pub struct KeySet {
     config: KeySetConfig,
     current: MasterKey,
     /// Newest first; never longer than `config.stale_limit()`.
     stale: VecDeque<MasterKey>,
+    /// Created at `next_rotation()`; opens cookies, seals none yet.
+    next: Option<MasterKey>,
 }
 
 impl KeySet {
     /// A new set with one fresh key created at `now` (unix seconds).
     pub fn generate(config: KeySetConfig, now: u64, rng: &mut impl CryptoRng) -> Self {
         let id = rng.next_u32();
-        Self {
+        let mut set = Self {
             config,
             current: MasterKey::generate(id, now, rng),
             stale: VecDeque::new(),
-        }
+            next: None,
+        };
+        set.publish_next(rng);
+        set
+    }
+
+    /// Generates the key that the next rotation will make current.
+    fn publish_next(&mut self, rng: &mut impl CryptoRng) {
+        self.next = None;
+        let id = self.fresh_id(rng);
+        self.next = Some(MasterKey::generate(id, self.next_rotation(), rng));
     }
 
     /// Rotates once per whole interval elapsed since the current key was
@@ -127,12 +145,20 @@ impl KeySet {
         let base = self.current.created_at();
         for k in (due - make + 1)..=due {
             let created_at = base.saturating_add(k.saturating_mul(interval));
-            let id = self.fresh_id(rng);
-            let new = MasterKey::generate(id, created_at, rng);
+            // The first scheduled rotation promotes the pre-published key,
+            // which copies of the key file already know.
+            let new = match self.next.take() {
+                Some(next) if k == 1 && next.created_at() == created_at => next,
+                _ => {
+                    let id = self.fresh_id(rng);
+                    MasterKey::generate(id, created_at, rng)
+                }
+            };
             let old = std::mem::replace(&mut self.current, new);
             self.stale.push_front(old);
             self.stale.truncate(keep);
         }
+        self.publish_next(rng);
         true
     }
 
@@ -178,7 +204,13 @@ impl KeySet {
         self.keys().map(MasterKey::id)
     }
 
-    /// Number of keys, current included.
+    /// The id of the pre-published key the next rotation makes current.
+    pub fn next_id(&self) -> Option<u32> {
+        self.next.as_ref().map(MasterKey::id)
+    }
+
+    /// Number of keys that seal or have sealed cookies (current and stale;
+    /// the pre-published next key is not counted).
     pub fn len(&self) -> usize {
         self.stale.len().saturating_add(1)
     }
@@ -203,8 +235,9 @@ impl KeySet {
         std::iter::once(&self.current).chain(self.stale.iter())
     }
 
+    /// Every key that opens cookies: current, stale and the next key.
     fn find(&self, id: u32) -> Option<&MasterKey> {
-        self.keys().find(|k| k.id() == id)
+        self.keys().chain(self.next.iter()).find(|k| k.id() == id)
     }
 
     /// Seals `keys` into a cookie under the current key; see
@@ -230,18 +263,23 @@ impl KeySet {
     /// The storage encoding (see the module docs). It holds the keys, so it
     /// is wiped when dropped.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let count = self.len();
+        let count = self.len() + usize::from(self.next.is_some());
         // Exact capacity: a reallocation would leave a copy of the keys behind.
         let mut out = Zeroizing::new(Vec::with_capacity(
             HEADER_LEN + count * RECORD_LEN + CRC_LEN,
         ));
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
-        out.extend_from_slice(&0u16.to_be_bytes());
-        // At most MAX_KEYS, which fits in u16 by the invariant on `stale`.
+        let flags = if self.next.is_some() {
+            FLAG_NEXT_KEY
+        } else {
+            0
+        };
+        out.extend_from_slice(&flags.to_be_bytes());
+        // At most MAX_KEYS + 1, which fits in u16 by the invariant on `stale`.
         let count = u16::try_from(count).unwrap_or(u16::MAX);
         out.extend_from_slice(&count.to_be_bytes());
-        for key in self.keys().take(usize::from(count)) {
+        for key in self.keys().chain(self.next.iter()).take(usize::from(count)) {
             out.extend_from_slice(&key.id().to_be_bytes());
             out.extend_from_slice(&key.created_at().to_be_bytes());
             out.extend_from_slice(&MASTER_KEY_ALGORITHM.to_u16().to_be_bytes());
@@ -272,14 +310,15 @@ impl KeySet {
             return Err(KeySetError::UnsupportedVersion(version));
         }
         let flags = r.u16().ok_or(KeySetError::Truncated)?;
-        if flags != 0 {
+        if flags & !FLAG_NEXT_KEY != 0 {
             return Err(KeySetError::UnsupportedFlags(flags));
         }
+        let has_next = flags & FLAG_NEXT_KEY != 0;
         let count = usize::from(r.u16().ok_or(KeySetError::Truncated)?);
-        if count == 0 {
+        if count < 1 + usize::from(has_next) {
             return Err(KeySetError::Corrupt("no keys"));
         }
-        if count > MAX_KEYS {
+        if count > MAX_KEYS + usize::from(has_next) {
             return Err(KeySetError::Corrupt("too many keys"));
         }
 
@@ -316,6 +355,7 @@ impl KeySet {
                 .map_err(|_| KeySetError::Corrupt("master key length"))?;
             keys.push(key);
         }
+        let next = if has_next { keys.pop() } else { None };
         let mut keys = keys.into_iter();
         let current = keys.next().ok_or(KeySetError::Corrupt("no keys"))?;
         let mut stale: VecDeque<MasterKey> = keys.collect();
@@ -324,6 +364,7 @@ impl KeySet {
             config,
             current,
             stale,
+            next,
         })
     }
 }
