@@ -5,6 +5,30 @@
 //! clock actions. Nothing here reads a clock, sleeps or does I/O; the
 //! simulator in `sim` runs the whole loop in a test in milliseconds.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod action;
+mod combine;
+mod consts;
+mod discipline;
+mod filter;
+mod poll;
+mod regression;
+mod sample;
+mod select;
+mod settings;
+pub mod sim;
+mod slew;
+mod status;
+mod synchronizer;
+
+pub use action::{ClockAction, PanicReason};
+pub use settings::{StepLimit, SyncSettings};
+pub use status::{NoSyncReason, SourceState, SourceStatus, SyncStatus};
+pub use synchronizer::{SourceId, Synchronizer};
 
 /// A point on the daemon's monotonic timeline, in seconds since an arbitrary
 /// origin (the daemon uses the time since it started). Using plain seconds

@@ -1,0 +1,145 @@
+//! The per-source clock filter of RFC 5905 section 10.
+//!
+//! The last `NSTAGE` samples are kept; the one with the lowest delay is the
+//! source's estimate, because the sample that waited least in queues has
+//! the least room for path asymmetry. Jitter is the RMS of the other
+//! samples' offsets around it.
+
+use std::collections::VecDeque;
+
+use crate::consts::{NSTAGE, PHI};
+use crate::sample::Sample;
+
+/// The filter's answer: the chosen sample plus the statistics of them all.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct FilterOutput {
+    pub(crate) time: f64,
+    pub(crate) offset: f64,
+    pub(crate) delay: f64,
+    /// epsilon: the samples' dispersions, aged to `now` and weighted
+    /// 1/2, 1/4, ... in delay order (RFC 5905 section 10).
+    pub(crate) dispersion: f64,
+    /// psi: RMS of the offsets around the chosen one.
+    pub(crate) jitter: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClockFilter {
+    samples: VecDeque<Sample>,
+}
+
+impl ClockFilter {
+    /// Shifts in a sample; the oldest falls out once `NSTAGE` are held.
+    pub(crate) fn add(&mut self, sample: Sample) {
+        if self.samples.len() >= NSTAGE {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.samples.clear();
+    }
+
+    /// Moves every sample into a new frame after a clock correction: the
+    /// clock was moved by `offset` seconds, and its frequency by
+    /// `frequency_ppm` from time `at` on (see `slew.rs` for why).
+    pub(crate) fn reframe(&mut self, offset: f64, frequency_ppm: f64, at: f64) {
+        for s in &mut self.samples {
+            s.offset = s.offset - offset + frequency_ppm * 1e-6 * (at - s.time);
+        }
+    }
+
+    /// The source's current estimate, with dispersion aged to `now`.
+    ///
+    /// Unlike RFC 5905, empty stages do not count as `MAXDISP`: that rule
+    /// keeps a new source unusable for four polls, and the agreement of
+    /// `minimum_agreeing_sources` sources already guards against a
+    /// source's first sample being wild.
+    pub(crate) fn output(&self, now: f64) -> Option<FilterOutput> {
+        let mut by_delay: Vec<&Sample> = self.samples.iter().collect();
+        // Lowest delay first; on a tie the newer sample wins.
+        by_delay.sort_by(|a, b| a.delay.total_cmp(&b.delay).then(b.time.total_cmp(&a.time)));
+        let best = **by_delay.first()?;
+        let mut dispersion = 0.0;
+        let mut weight = 0.5;
+        for s in &by_delay {
+            dispersion += weight * (s.dispersion + PHI * (now - s.time).max(0.0));
+            weight /= 2.0;
+        }
+        let others = by_delay.len() - 1;
+        let jitter = if others == 0 {
+            0.0
+        } else {
+            let sum: f64 = by_delay
+                .iter()
+                .skip(1)
+                .map(|s| (s.offset - best.offset).powi(2))
+                .sum();
+            (sum / others as f64).sqrt()
+        };
+        Some(FilterOutput {
+            time: best.time,
+            offset: best.offset,
+            delay: best.delay,
+            dispersion,
+            jitter,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(time: f64, offset: f64, delay: f64) -> Sample {
+        Sample {
+            time,
+            offset,
+            delay,
+            dispersion: 1e-6,
+        }
+    }
+
+    #[test]
+    fn picks_lowest_delay_and_measures_jitter() {
+        let mut f = ClockFilter::default();
+        f.add(sample(0.0, 0.010, 0.050));
+        f.add(sample(16.0, 0.001, 0.020));
+        f.add(sample(32.0, 0.004, 0.030));
+        let out = f.output(32.0).unwrap();
+        assert_eq!(out.offset, 0.001);
+        assert_eq!(out.time, 16.0);
+        let expect = ((0.009f64.powi(2) + 0.003f64.powi(2)) / 2.0).sqrt();
+        assert!((out.jitter - expect).abs() < 1e-12);
+    }
+
+    #[test]
+    fn keeps_eight() {
+        let mut f = ClockFilter::default();
+        f.add(sample(0.0, 5.0, 0.001));
+        for i in 1..=8 {
+            f.add(sample(f64::from(i), 0.0, 0.01));
+        }
+        // The low-delay sample has been shifted out.
+        assert_eq!(f.output(9.0).unwrap().offset, 0.0);
+    }
+
+    #[test]
+    fn dispersion_ages() {
+        let mut f = ClockFilter::default();
+        f.add(sample(0.0, 0.0, 0.01));
+        let young = f.output(0.0).unwrap().dispersion;
+        let old = f.output(1000.0).unwrap().dispersion;
+        assert!((old - young - 0.5 * PHI * 1000.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reframe_moves_offsets() {
+        let mut f = ClockFilter::default();
+        f.add(sample(0.0, 0.1, 0.01));
+        f.reframe(0.1, 10.0, 100.0);
+        // 10 ppm over the 100 s since the sample.
+        assert!((f.output(100.0).unwrap().offset - 0.001).abs() < 1e-12);
+    }
+}

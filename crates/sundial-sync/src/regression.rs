@@ -1,0 +1,190 @@
+//! The frequency and offset estimate: a least-squares line through the
+//! recent combined offsets, all in the synchronizer's frame.
+//!
+//! The slope is the frequency error still uncorrected, the line's value at
+//! `now` the offset still uncorrected. How many points the line may use is
+//! chosen as chrony does: as many as possible while the residuals still
+//! look like noise (a runs test); when the clock's frequency wanders, the
+//! residuals of a too-long fit form long runs of one sign, and the oldest
+//! points are dropped.
+
+use std::collections::VecDeque;
+
+/// Points kept at most. At a poll of 1024 s and three sources this is
+/// about five hours of history: enough to average noise, short enough for
+/// the runs test to react to wander.
+const MAX_POINTS: usize = 64;
+
+/// Fewer points than this are never dropped by the runs test: too few to
+/// tell noise from a trend.
+const MIN_POINTS_FOR_RUNS_TEST: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Point {
+    pub(crate) time: f64,
+    pub(crate) offset: f64,
+}
+
+/// A fitted line, anchored at the points' mean time for precision.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Line {
+    mean_time: f64,
+    mean_offset: f64,
+    /// Seconds per second; zero when the points span no time.
+    pub(crate) slope: f64,
+}
+
+impl Line {
+    pub(crate) fn at(&self, t: f64) -> f64 {
+        self.mean_offset + self.slope * (t - self.mean_time)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct History {
+    points: VecDeque<Point>,
+}
+
+impl History {
+    pub(crate) fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// The time spanned by the points.
+    pub(crate) fn span(&self) -> f64 {
+        match (self.points.front(), self.points.back()) {
+            (Some(a), Some(b)) => b.time - a.time,
+            _ => 0.0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, point: Point) {
+        if self.points.len() >= MAX_POINTS {
+            self.points.pop_front();
+        }
+        self.points.push_back(point);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.points.clear();
+    }
+
+    /// See `ClockFilter::reframe`.
+    pub(crate) fn reframe(&mut self, offset: f64, frequency_ppm: f64, at: f64) {
+        for p in &mut self.points {
+            p.offset = p.offset - offset + frequency_ppm * 1e-6 * (at - p.time);
+        }
+    }
+
+    /// Fits the line, first dropping the oldest quarter of the points as
+    /// long as the residuals fail the runs test.
+    pub(crate) fn fit(&mut self) -> Option<Line> {
+        loop {
+            let line = fit(self.points.iter())?;
+            let n = self.points.len();
+            if n < MIN_POINTS_FOR_RUNS_TEST || residuals_look_random(self.points.iter(), &line) {
+                return Some(line);
+            }
+            self.points.drain(..n / 4);
+        }
+    }
+}
+
+fn fit<'a>(points: impl Iterator<Item = &'a Point> + Clone) -> Option<Line> {
+    let n = points.clone().count();
+    if n == 0 {
+        return None;
+    }
+    let nf = n as f64;
+    let mean_time = points.clone().map(|p| p.time).sum::<f64>() / nf;
+    let mean_offset = points.clone().map(|p| p.offset).sum::<f64>() / nf;
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for p in points {
+        let dt = p.time - mean_time;
+        sxx += dt * dt;
+        sxy += dt * (p.offset - mean_offset);
+    }
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let slope = if slope.is_finite() { slope } else { 0.0 };
+    Some(Line {
+        mean_time,
+        mean_offset,
+        slope,
+    })
+}
+
+/// The Wald-Wolfowitz runs test on the residuals' signs: fails when there
+/// are far fewer runs than noise would give (more than three standard
+/// deviations; correlated points from sources sharing samples make some
+/// shortfall normal, so the test is deliberately lenient).
+fn residuals_look_random<'a>(points: impl Iterator<Item = &'a Point>, line: &Line) -> bool {
+    let (mut positive, mut negative, mut runs) = (0usize, 0usize, 0usize);
+    let mut last = None;
+    for p in points {
+        let sign = p.offset - line.at(p.time) >= 0.0;
+        if sign {
+            positive += 1;
+        } else {
+            negative += 1;
+        }
+        if last != Some(sign) {
+            runs += 1;
+        }
+        last = Some(sign);
+    }
+    let n = (positive + negative) as f64;
+    let (pos, neg) = (positive as f64, negative as f64);
+    let expected = 2.0 * pos * neg / n + 1.0;
+    let variance = (expected - 1.0) * (expected - 2.0) / (n - 1.0);
+    (runs as f64) >= expected - 3.0 * variance.max(0.0).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(points: impl IntoIterator<Item = (f64, f64)>) -> History {
+        let mut h = History::default();
+        for (time, offset) in points {
+            h.push(Point { time, offset });
+        }
+        h
+    }
+
+    #[test]
+    fn fits_a_line() {
+        let mut h =
+            history((0..10).map(|i| (f64::from(i) * 16.0, 1e-3 + 2e-6 * f64::from(i) * 16.0)));
+        let line = h.fit().unwrap();
+        assert!((line.slope - 2e-6).abs() < 1e-15);
+        assert!((line.at(0.0) - 1e-3).abs() < 1e-15);
+    }
+
+    #[test]
+    fn alternating_noise_keeps_all_points() {
+        let mut h = history((0..32).map(|i| (f64::from(i), if i % 2 == 0 { 1e-4 } else { -1e-4 })));
+        let _ = h.fit().unwrap();
+        assert_eq!(h.len(), 32);
+    }
+
+    #[test]
+    fn a_bend_drops_old_points() {
+        // Flat, then rising: a straight line through both leaves long runs.
+        let mut h = history((0..40).map(|i| {
+            let t = f64::from(i);
+            (t, if i < 20 { 0.0 } else { 1e-4 * (t - 20.0) })
+        }));
+        let line = h.fit().unwrap();
+        assert!(h.len() < 40);
+        assert!(line.slope > 0.5e-4);
+    }
+
+    #[test]
+    fn one_point_has_no_slope() {
+        let mut h = history([(5.0, 0.25)]);
+        let line = h.fit().unwrap();
+        assert_eq!(line.slope, 0.0);
+        assert_eq!(line.at(100.0), 0.25);
+        assert_eq!(History::default().fit(), None);
+    }
+}

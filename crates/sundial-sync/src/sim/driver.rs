@@ -1,0 +1,271 @@
+//! Plays the whole loop in simulated time: each source is polled at the
+//! interval the synchronizer asks for, its reply arrives after the path's
+//! delays, the synchronizer's actions steer the clock.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::consts::log2_seconds;
+use crate::{ClockAction, Measurement, SourceId, SyncSettings, Synchronizer};
+
+use super::clock::{SimClock, SimClockConfig};
+use super::network::{SimSourceConfig, draw_path};
+use super::noise::Noise;
+
+/// Time a server takes between receiving a request and answering it.
+const SERVER_PROCESSING: f64 = 20e-6;
+
+/// The clock as it was at one instant of a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TracePoint {
+    /// True time since the start, seconds.
+    pub time: f64,
+    /// True time minus our clock.
+    pub offset: f64,
+    /// Frequency correction in force minus the one that would be ideal.
+    pub frequency_error_ppm: f64,
+    pub poll: i8,
+    pub synchronized: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Poll(usize),
+    Reply {
+        source: usize,
+        t1: f64,
+        t2: f64,
+        t3: f64,
+    },
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Event {
+    time: f64,
+    seq: u64,
+    kind: Kind,
+}
+
+// Ordered so that the `BinaryHeap` (a max-heap) pops the earliest event,
+// and among equal times the one scheduled first.
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .total_cmp(&self.time)
+            .then(other.seq.cmp(&self.seq))
+    }
+}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Event {}
+
+/// One simulated machine with its sources.
+#[derive(Debug)]
+pub struct Simulation {
+    clock: SimClock,
+    sources: Vec<SimSourceConfig>,
+    sync: Synchronizer,
+    noise: Noise,
+    queue: BinaryHeap<Event>,
+    seq: u64,
+    trace_interval: f64,
+    trace: Vec<TracePoint>,
+    actions: Vec<(f64, ClockAction)>,
+    halted: bool,
+}
+
+impl Simulation {
+    /// Source `i` of `sources` is `SourceId(i)`. A trace point is taken
+    /// every 10 simulated seconds.
+    pub fn new(
+        settings: SyncSettings,
+        clock: SimClockConfig,
+        sources: Vec<SimSourceConfig>,
+        seed: u64,
+    ) -> Self {
+        let mut sync = Synchronizer::new(settings);
+        let mut noise = Noise::new(seed);
+        let mut queue = BinaryHeap::new();
+        let mut seq = 0;
+        for i in 0..sources.len() {
+            sync.add_source(Self::source_id(i));
+            // A daemon starts its sources within the first second or so.
+            queue.push(Event {
+                time: noise.uniform(),
+                seq,
+                kind: Kind::Poll(i),
+            });
+            seq += 1;
+        }
+        queue.push(Event {
+            time: 0.0,
+            seq,
+            kind: Kind::Trace,
+        });
+        Self {
+            clock: SimClock::new(clock),
+            sources,
+            sync,
+            noise,
+            queue,
+            seq: seq + 1,
+            trace_interval: 10.0,
+            trace: Vec::new(),
+            actions: Vec::new(),
+            halted: false,
+        }
+    }
+
+    pub fn source_id(index: usize) -> SourceId {
+        SourceId(index as u64)
+    }
+
+    /// Changes a source mid-run (make it a falseticker, announce a leap).
+    pub fn source_mut(&mut self, index: usize) -> Option<&mut SimSourceConfig> {
+        self.sources.get_mut(index)
+    }
+
+    pub fn synchronizer(&self) -> &Synchronizer {
+        &self.sync
+    }
+
+    pub fn synchronizer_mut(&mut self) -> &mut Synchronizer {
+        &mut self.sync
+    }
+
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    pub fn trace(&self) -> &[TracePoint] {
+        &self.trace
+    }
+
+    /// Every action the synchronizer returned, with the true time.
+    pub fn actions(&self) -> &[(f64, ClockAction)] {
+        &self.actions
+    }
+
+    /// Whether the synchronizer panicked (the daemon would have stopped).
+    pub fn halted(&self) -> bool {
+        self.halted
+    }
+
+    /// Runs for `seconds` more of simulated time.
+    pub fn run_for(&mut self, seconds: f64) {
+        self.run_until(self.clock.true_time() + seconds);
+    }
+
+    /// Runs until true time `end`.
+    pub fn run_until(&mut self, end: f64) {
+        while let Some(event) = self.queue.peek().copied() {
+            if event.time > end {
+                break;
+            }
+            self.queue.pop();
+            self.clock.advance_to(event.time, &mut self.noise);
+            match event.kind {
+                Kind::Poll(source) => self.poll(source),
+                Kind::Reply { source, t1, t2, t3 } => self.reply(source, t1, t2, t3),
+                Kind::Trace => self.record(),
+            }
+        }
+        self.clock.advance_to(end, &mut self.noise);
+    }
+
+    fn schedule(&mut self, time: f64, kind: Kind) {
+        self.queue.push(Event {
+            time,
+            seq: self.seq,
+            kind,
+        });
+        self.seq += 1;
+    }
+
+    fn poll(&mut self, index: usize) {
+        if self.halted {
+            return;
+        }
+        let Some(source) = self.sources.get(index).copied() else {
+            return;
+        };
+        let id = Self::source_id(index);
+        let now = self.clock.true_time();
+        // Polls are spread by ±5% so that sources do not stay in lockstep.
+        let interval =
+            log2_seconds(self.sync.poll_interval(id)) * (0.95 + 0.1 * self.noise.uniform());
+        self.schedule(now + interval, Kind::Poll(index));
+        let t1 = self.clock.reading();
+        match draw_path(&source, &mut self.noise) {
+            None => self.sync.unreachable(id, self.clock.monotonic()),
+            Some((outbound, inbound)) => {
+                let t2 = now + outbound + source.error;
+                let t3 = t2 + SERVER_PROCESSING;
+                let arrival = now + outbound + SERVER_PROCESSING + inbound;
+                self.schedule(
+                    arrival,
+                    Kind::Reply {
+                        source: index,
+                        t1,
+                        t2,
+                        t3,
+                    },
+                );
+            }
+        }
+    }
+
+    fn reply(&mut self, index: usize, t1: f64, t2: f64, t3: f64) {
+        if self.halted {
+            return;
+        }
+        let Some(source) = self.sources.get(index).copied() else {
+            return;
+        };
+        let t4 = self.clock.reading();
+        // RFC 5905 section 8.
+        let measurement = Measurement {
+            time: self.clock.monotonic(),
+            offset: ((t2 - t1) + (t3 - t4)) / 2.0,
+            delay: (t4 - t1) - (t3 - t2),
+            stratum: source.stratum,
+            leap: source.leap,
+            root_delay: source.root_delay,
+            root_dispersion: source.root_dispersion,
+            reference_id: *b"SIM\0",
+            precision: source.precision,
+        };
+        let actions = self.sync.measurement(Self::source_id(index), measurement);
+        let now = self.clock.true_time();
+        for action in actions {
+            if matches!(action, ClockAction::Panic { .. }) {
+                self.halted = true;
+            }
+            self.clock.apply(&action);
+            self.actions.push((now, action));
+        }
+    }
+
+    fn record(&mut self) {
+        let status = self.sync.status();
+        self.trace.push(TracePoint {
+            time: self.clock.true_time(),
+            offset: self.clock.offset(),
+            frequency_error_ppm: self.clock.correction_ppm() - self.clock.ideal_correction_ppm(),
+            poll: self.sync.poll_interval(Self::source_id(0)),
+            synchronized: status.synchronized,
+        });
+        let next = self.clock.true_time() + self.trace_interval;
+        self.schedule(next, Kind::Trace);
+    }
+}

@@ -1,0 +1,17 @@
+//! A simulator for the whole loop: a clock with a frequency error and
+//! random-walk wander that the synchronizer's actions steer, sources
+//! behind a network with delay, jitter, loss and asymmetry, and a driver
+//! that plays polls and replies in order of simulated time.
+//!
+//! Every random draw comes from one ChaCha stream seeded by the caller,
+//! so a run is the same on every machine; hours of simulated time take
+//! milliseconds.
+
+mod clock;
+mod driver;
+mod network;
+mod noise;
+
+pub use clock::{SimClock, SimClockConfig};
+pub use driver::{Simulation, TracePoint};
+pub use network::SimSourceConfig;
