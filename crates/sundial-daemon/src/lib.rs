@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod config;
 pub mod keystore;
+pub mod metrics;
 pub mod run;
 pub mod server;
 pub mod tls;

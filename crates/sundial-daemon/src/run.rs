@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sundial_proto::ntp::packet::ReferenceId;
 use sundial_proto::server::ServerState;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, NtsKeServerConfig};
 use crate::keystore::{KeyStore, KeyStoreError};
+use crate::metrics::{self, MetricsStartError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
 use crate::server::nts_ke::{self, Announce, KeStartError};
 
@@ -30,6 +32,8 @@ pub enum RunError {
     Ntp(#[from] NtpStartError),
     #[error(transparent)]
     NtsKe(#[from] KeStartError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsStartError),
     #[error(
         "[[nts-ke-server]] {0}: the [[server]] sections listen on several ports ({1}); set ntp-port to the one to announce"
     )]
@@ -103,6 +107,17 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     let mut ke_listeners = Vec::new();
     for ke in &config.nts_ke_servers {
         ke_listeners.push(nts_ke::bind(ke, announce(&config, ke)?).await?);
+    }
+    if let Some(addr) = config.observability.metrics_exporter_listen {
+        let handles = metrics::Handles {
+            // ntp_listeners is built from config.servers, in order.
+            ntp_servers: (config.servers.iter().zip(&ntp_listeners))
+                .map(|(server, listener)| (server.listen, listener.stats()))
+                .collect(),
+            nts_ke_servers: ke_listeners.iter().map(metrics::KeHandle::of).collect(),
+        };
+        let exporter = metrics::bind(addr).await?;
+        tasks.spawn(exporter.run(move || handles.snapshot(SystemTime::now()), cancel.clone()));
     }
 
     for listener in ntp_listeners {

@@ -1,6 +1,6 @@
 //! `[observability]`: logs, the status socket and metrics.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -9,10 +9,6 @@ use super::{KeyPath, Problem};
 
 fn default_observation_permissions() -> u32 {
     0o666
-}
-
-fn default_metrics_exporter_listen() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 9975))
 }
 
 fn default_ansi_colors() -> bool {
@@ -66,9 +62,12 @@ pub struct ObservabilityConfig {
     /// File mode of that socket (default 0o666).
     #[serde(default = "default_observation_permissions")]
     pub observation_permissions: u32,
-    /// Address of the Prometheus text endpoint (default 127.0.0.1:9975).
-    #[serde(default = "default_metrics_exporter_listen")]
-    pub metrics_exporter_listen: SocketAddr,
+    /// Address of the Prometheus endpoint; unset means none. (ntpd-rs's
+    /// default, 127.0.0.1:9975, is where its separate exporter listens once
+    /// a sysadmin enables it; sundial serves metrics itself, so it opens
+    /// no port unless asked.)
+    #[serde(default)]
+    pub metrics_exporter_listen: Option<SocketAddr>,
     /// sundial addition: append logs to this file instead of stderr.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
@@ -81,7 +80,7 @@ impl Default for ObservabilityConfig {
             ansi_colors: default_ansi_colors(),
             observation_path: None,
             observation_permissions: default_observation_permissions(),
-            metrics_exporter_listen: default_metrics_exporter_listen(),
+            metrics_exporter_listen: None,
             log_path: None,
         }
     }

@@ -1,0 +1,336 @@
+//! The Prometheus endpoint on loopback: what a scrape returns for known
+//! counters, what other requests get, and that a client that says nothing
+//! is closed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{CertificateParams, KeyPair};
+use sundial_daemon::metrics::{self, CONTENT_TYPE, Handles, KeHandle};
+use sundial_daemon::server::ntp::NtpStats;
+use sundial_daemon::server::nts_ke::KeStats;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Bound on every await in these tests; far above what any step needs.
+const STEP: Duration = Duration::from_secs(10);
+
+async fn within<F: Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(STEP, f).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what}: no result within {STEP:?}"),
+    }
+}
+
+fn set(counter: &AtomicU64, value: u64) {
+    counter.store(value, Ordering::Relaxed);
+}
+
+fn ntp_stats() -> Arc<NtpStats> {
+    let stats = NtpStats::default();
+    set(&stats.received, 100);
+    set(&stats.plain, 40);
+    set(&stats.nts, 30);
+    set(&stats.nts_nak, 5);
+    set(&stats.deny, 4);
+    set(&stats.rate, 3);
+    set(&stats.ignored, 2);
+    set(&stats.malformed, 7);
+    set(&stats.nts_dropped, 9);
+    set(&stats.send_errors, 1);
+    Arc::new(stats)
+}
+
+fn ke_stats() -> Arc<KeStats> {
+    let stats = KeStats::default();
+    set(&stats.handshakes_ok, 20);
+    set(&stats.responses, 17);
+    set(&stats.refused, 2);
+    set(&stats.failed_tls, 6);
+    set(&stats.failed_alpn, 1);
+    set(&stats.failed_bad_request, 3);
+    set(&stats.failed_timeout, 4);
+    set(&stats.failed_internal, 0);
+    set(&stats.accept_errors, 8);
+    Arc::new(stats)
+}
+
+/// A self-signed certificate that expires `days` days from now, loaded the
+/// way the KE server loads its own, so the handle is the real reloadable one.
+fn certificate_expiring_in(days: i64) -> (tempfile::TempDir, KeHandle) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let now = rcgen::date_time_ymd(2000, 1, 1)
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                - 946_684_800,
+        );
+    params.not_before = now - Duration::from_secs(86_400);
+    params.not_after = now + Duration::from_secs(u64::try_from(days).unwrap() * 86_400);
+    let cert = params.self_signed(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&chain, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls = sundial_daemon::tls::load_server_tls(&chain, &key_path, SystemTime::now()).unwrap();
+    let handle = KeHandle {
+        listen: "[::]:4460".parse().unwrap(),
+        stats: ke_stats(),
+        certificate: tls.cert,
+    };
+    (dir, handle)
+}
+
+struct Running {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        within("exporter stop", self.task).await.unwrap();
+    }
+}
+
+async fn start(handles: Handles) -> Running {
+    let listener = metrics::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr();
+    let cancel = CancellationToken::new();
+    let task =
+        tokio::spawn(listener.run(move || handles.snapshot(SystemTime::now()), cancel.clone()));
+    Running { addr, cancel, task }
+}
+
+/// Sends `request` as is and reads until the server closes.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = within("connect", TcpStream::connect(addr)).await.unwrap();
+    within("send", stream.write_all(request)).await.unwrap();
+    let mut out = Vec::new();
+    within("read to close", stream.read_to_end(&mut out))
+        .await
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+    let response = raw(addr, request.as_bytes()).await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample line that starts with `series` exactly.
+fn sample(body: &str, series: &str) -> String {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_scrape_shows_every_server_counter_with_ntpd_rs_names() {
+    let listen: SocketAddr = "0.0.0.0:123".parse().unwrap();
+    let (_dir, ke) = certificate_expiring_in(30);
+    let running = start(Handles {
+        ntp_servers: vec![(listen, ntp_stats())],
+        nts_ke_servers: vec![ke],
+    })
+    .await;
+
+    let (head, body) = get(running.addr, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Type: {CONTENT_TYPE}")),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+
+    let ntp = |name: &str| sample(&body, &format!("{name}{{listen_address=\"0.0.0.0:123\"}}"));
+    for (name, value) in [
+        ("ntp_server_received_packets_total", "100"),
+        ("ntp_server_accepted_packets_total", "70"),
+        ("ntp_server_denied_packets_total", "4"),
+        ("ntp_server_ignored_packets_total", "18"),
+        ("ntp_server_rate_limited_packets_total", "3"),
+        ("ntp_server_response_send_errors_total", "1"),
+        ("ntp_server_nts_accepted_packets_total", "30"),
+        ("ntp_server_nts_nak_packets_total", "5"),
+        ("sundial_ntp_server_nts_dropped_packets_total", "9"),
+    ] {
+        assert_eq!(ntp(name), value, "{name}");
+        let family = name.trim_end_matches("_total");
+        assert!(
+            body.contains(&format!("# TYPE {family} counter\n")),
+            "{family} not a counter:\n{body}"
+        );
+    }
+
+    let ke = "listen_address=\"[::]:4460\"";
+    for (series, value) in [
+        (
+            format!("sundial_nts_ke_handshakes_total{{{ke},outcome=\"cookies\"}}"),
+            "17",
+        ),
+        (
+            format!("sundial_nts_ke_handshakes_total{{{ke},outcome=\"refused\"}}"),
+            "2",
+        ),
+        (
+            format!("sundial_nts_ke_handshakes_total{{{ke},outcome=\"failed\"}}"),
+            "14",
+        ),
+        (
+            format!("sundial_nts_ke_failures_total{{{ke},reason=\"tls\"}}"),
+            "6",
+        ),
+        (
+            format!("sundial_nts_ke_failures_total{{{ke},reason=\"alpn\"}}"),
+            "1",
+        ),
+        (
+            format!("sundial_nts_ke_failures_total{{{ke},reason=\"bad_request\"}}"),
+            "3",
+        ),
+        (
+            format!("sundial_nts_ke_failures_total{{{ke},reason=\"timeout\"}}"),
+            "4",
+        ),
+        (
+            format!("sundial_nts_ke_failures_total{{{ke},reason=\"internal\"}}"),
+            "0",
+        ),
+        (format!("sundial_nts_ke_tls_handshakes_total{{{ke}}}"), "20"),
+        (format!("sundial_nts_ke_accept_errors_total{{{ke}}}"), "8"),
+    ] {
+        assert_eq!(sample(&body, &series), value, "{series}");
+    }
+    assert!(
+        body.contains("# TYPE sundial_nts_ke_certificate_expiry_seconds gauge\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# UNIT sundial_nts_ke_certificate_expiry_seconds seconds\n"),
+        "{body}"
+    );
+    let expiry: i64 = sample(
+        &body,
+        &format!("sundial_nts_ke_certificate_expiry_seconds{{{ke}}}"),
+    )
+    .parse()
+    .unwrap();
+    let thirty_days = 30 * 86_400;
+    assert!(
+        (thirty_days - 120..=thirty_days).contains(&expiry),
+        "expiry {expiry} s, expected about {thirty_days} s"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn counters_are_read_at_each_scrape() {
+    let stats = ntp_stats();
+    let running = start(Handles {
+        ntp_servers: vec![("127.0.0.1:123".parse().unwrap(), Arc::clone(&stats))],
+        nts_ke_servers: Vec::new(),
+    })
+    .await;
+    let series = "ntp_server_received_packets_total{listen_address=\"127.0.0.1:123\"}";
+    assert_eq!(
+        sample(&get(running.addr, "/metrics").await.1, series),
+        "100"
+    );
+    stats.received.fetch_add(5, Ordering::Relaxed);
+    assert_eq!(
+        sample(&get(running.addr, "/metrics").await.1, series),
+        "105"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_are_refused() {
+    let running = start(Handles::default()).await;
+    let (head, _) = get(running.addr, "/").await;
+    assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
+    let (head, _) = get(running.addr, "/metrics/extra").await;
+    assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
+    let response = raw(running.addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(
+        response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{response}"
+    );
+    let response = raw(running.addr, b"hello\r\n\r\n").await;
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
+    // A head that never ends is cut off, not buffered without limit.
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
+    huge.resize(64 * 1024, b'a');
+    let response = raw(running.addr, &huge).await;
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
+    running.stop().await;
+}
+
+// Virtual time: the exporter's per-connection timer fires as soon as
+// every task is waiting, so this takes no real seconds.
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_closed_and_does_not_block_others() {
+    let running = start(Handles::default()).await;
+    let started = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(running.addr).await.unwrap();
+    // Another client is served while the silent one holds its slot.
+    let (head, _) = get(running.addr, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let mut buf = Vec::new();
+    let n = within("silent client closed", silent.read_to_end(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a silent client gets no answer");
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(6)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn stops_on_cancel_with_a_connection_open() {
+    let running = start(Handles::default()).await;
+    let _idle = TcpStream::connect(running.addr).await.unwrap();
+    // Let the exporter accept it before cancelling.
+    let (head, _) = get(running.addr, "/nothing").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_address_is_named_in_the_error() {
+    let running = start(Handles::default()).await;
+    let err = metrics::bind(running.addr).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("metrics endpoint {}: ", running.addr)),
+        "{err}"
+    );
+    running.stop().await;
+}
