@@ -1,6 +1,8 @@
 //! The `sundial` command: one binary, one small function per subcommand.
 #![forbid(unsafe_code)]
 
+mod ca;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +37,9 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Make a private CA and a server certificate it signs, for an NTS
+    /// server without a public certificate.
+    Ca(ca::CaArgs),
 }
 
 /// Exit status for a configuration that does not load.
@@ -49,6 +54,13 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Command::Ca(args) => match ca::run(&args, &mut std::io::stdout().lock()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("sundial ca: {e}");
+                EXIT_FAILED
+            }
+        },
     };
     ExitCode::from(code)
 }
