@@ -30,7 +30,21 @@ pub(crate) struct ClockFilter {
 
 impl ClockFilter {
     /// Shifts in a sample; the oldest falls out once `NSTAGE` are held.
-    pub(crate) fn add(&mut self, sample: Sample) {
+    ///
+    /// A sample more than `discontinuity` seconds away from the current
+    /// estimate starts the filter afresh: the source's time jumped, and the
+    /// minimum-delay rule would otherwise keep choosing samples from before
+    /// the jump for up to eight polls (hours at long polls). One wild sample
+    /// cannot do harm this way: the source then disagrees with the others
+    /// until its next sample, and the discipline only steps an offset that
+    /// persists.
+    pub(crate) fn add(&mut self, sample: Sample, discontinuity: f64) {
+        let jumped = self
+            .output(sample.time)
+            .is_some_and(|out| (sample.offset - out.offset).abs() > discontinuity);
+        if jumped {
+            self.samples.clear();
+        }
         if self.samples.len() >= NSTAGE {
             self.samples.pop_front();
         }
@@ -101,12 +115,18 @@ mod tests {
         }
     }
 
+    impl ClockFilter {
+        fn add_(&mut self, sample: Sample) {
+            self.add(sample, 1.0);
+        }
+    }
+
     #[test]
     fn picks_lowest_delay_and_measures_jitter() {
         let mut f = ClockFilter::default();
-        f.add(sample(0.0, 0.010, 0.050));
-        f.add(sample(16.0, 0.001, 0.020));
-        f.add(sample(32.0, 0.004, 0.030));
+        f.add_(sample(0.0, 0.010, 0.050));
+        f.add_(sample(16.0, 0.001, 0.020));
+        f.add_(sample(32.0, 0.004, 0.030));
         let out = f.output(32.0).unwrap();
         assert_eq!(out.offset, 0.001);
         assert_eq!(out.time, 16.0);
@@ -117,18 +137,29 @@ mod tests {
     #[test]
     fn keeps_eight() {
         let mut f = ClockFilter::default();
-        f.add(sample(0.0, 5.0, 0.001));
+        f.add_(sample(0.0, 5.0, 0.001));
         for i in 1..=8 {
-            f.add(sample(f64::from(i), 0.0, 0.01));
+            f.add_(sample(f64::from(i), 0.0, 0.01));
         }
         // The low-delay sample has been shifted out.
         assert_eq!(f.output(9.0).unwrap().offset, 0.0);
     }
 
     #[test]
+    fn a_jump_restarts_the_filter() {
+        let mut f = ClockFilter::default();
+        for i in 0..4 {
+            f.add_(sample(f64::from(i), 0.0, 0.001));
+        }
+        f.add_(sample(4.0, 2000.0, 0.05));
+        assert_eq!(f.output(4.0).unwrap().offset, 2000.0);
+        assert_eq!(f.samples.len(), 1);
+    }
+
+    #[test]
     fn dispersion_ages() {
         let mut f = ClockFilter::default();
-        f.add(sample(0.0, 0.0, 0.01));
+        f.add_(sample(0.0, 0.0, 0.01));
         let young = f.output(0.0).unwrap().dispersion;
         let old = f.output(1000.0).unwrap().dispersion;
         assert!((old - young - 0.5 * PHI * 1000.0).abs() < 1e-12);
@@ -137,7 +168,7 @@ mod tests {
     #[test]
     fn reframe_moves_offsets() {
         let mut f = ClockFilter::default();
-        f.add(sample(0.0, 0.1, 0.01));
+        f.add_(sample(0.0, 0.1, 0.01));
         f.reframe(0.1, 10.0, 100.0);
         // 10 ppm over the 100 s since the sample.
         assert!((f.output(100.0).unwrap().offset - 0.001).abs() < 1e-12);

@@ -136,7 +136,7 @@ impl Synchronizer {
         source.reach = (source.reach << 1) | 1;
         match sample::accept(&m, frame_offset) {
             Ok((sample, info)) => {
-                source.filter.add(sample);
+                source.filter.add(sample, self.settings.step_threshold);
                 source.info = Some(info);
                 source.unsynchronized = false;
             }
