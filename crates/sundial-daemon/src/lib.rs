@@ -6,4 +6,5 @@ pub mod keystore;
 pub mod metrics;
 pub mod run;
 pub mod server;
+pub mod source;
 pub mod tls;

@@ -1,0 +1,306 @@
+//! One NTS-KE exchange as a client (RFC 8915 section 4): DNS, TCP, TLS 1.3
+//! with ALPN `ntske/1`, then the sans-IO `KeClient` over the stream and the
+//! keys from the TLS exporter. One timeout covers all of it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
+use sundial_proto::nts::ke_client::{KeClient, KeClientError, KeClientProgress};
+use sundial_proto::nts::ke_record::ErrorCode;
+use sundial_proto::nts::key_export::derive_keys;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::NTP_PORT;
+use crate::tls::NTSKE_ALPN;
+
+/// Bytes per TLS read; `KeClient` accumulates reads of any size.
+const READ_CHUNK: usize = 4096;
+
+/// What a successful key exchange gives an NTS source.
+pub struct KeOutcome {
+    pub keys: NtsKeys,
+    pub cookies: Vec<Vec<u8>>,
+    pub algorithm: AeadAlgorithm,
+    /// The NTP server to poll: the Server Negotiation record, else the KE
+    /// host.
+    pub ntp_host: String,
+    /// The Port Negotiation record, else 123.
+    pub ntp_port: u16,
+    /// The KE server address the exchange ran with.
+    pub ke_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for KeOutcome {
+    // Cookies are bearer tokens: count them, never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeOutcome")
+            .field("algorithm", &self.algorithm)
+            .field("cookies", &self.cookies.len())
+            .field("ntp_host", &self.ntp_host)
+            .field("ntp_port", &self.ntp_port)
+            .field("ke_addr", &self.ke_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key exchange failed; each variant is a different thing for the
+/// operator to look at (`sundial query` maps them to exit codes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeError {
+    /// The `certificate-authority` file is missing, unreadable or holds no
+    /// certificate.
+    #[error("certificate-authority {}: {detail}", path.display())]
+    CaFile { path: PathBuf, detail: String },
+    #[error("resolving {host}: {source}")]
+    Dns {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{host} resolves to no address")]
+    NoAddress { host: String },
+    /// No address of the host accepted a TCP connection; the last error.
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The host name cannot be a TLS server name.
+    #[error("`{host}` is not a valid TLS server name")]
+    ServerName { host: String },
+    /// The server's certificate did not verify against the trust anchors.
+    #[error("certificate of {host} not accepted: {detail}")]
+    Certificate { host: String, detail: String },
+    /// Any other TLS failure (handshake alert, broken stream, TLS 1.2-only
+    /// server).
+    #[error("TLS with {host}: {source}")]
+    Tls {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The server sent an NTS-KE Error record.
+    #[error("NTS-KE server {host} sent error record {code:?}")]
+    ErrorRecord { host: String, code: ErrorCode },
+    /// The server broke RFC 8915 (no ALPN, malformed or incomplete
+    /// records, an algorithm we did not offer, no cookies...).
+    #[error("NTS-KE protocol error with {host}: {detail}")]
+    Protocol { host: String, detail: String },
+    #[error("key exchange with {host} did not finish within {timeout:?}")]
+    Timeout { host: String, timeout: Duration },
+}
+
+impl KeError {
+    /// Whether a sysadmin must act (trust anchors, CA file) rather than
+    /// wait for the network or the server to recover.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            Self::CaFile { .. } | Self::Certificate { .. } | Self::ServerName { .. }
+        )
+    }
+}
+
+/// Runs one key exchange with `host:port`. `extra_roots` is the source's
+/// `certificate-authority`: trusted in addition to the system roots.
+pub async fn key_exchange(
+    host: &str,
+    port: u16,
+    extra_roots: Option<&Path>,
+    timeout: Duration,
+    aead_preference: &[AeadAlgorithm],
+) -> Result<KeOutcome, KeError> {
+    // Configuration problems are reported even when the network is down.
+    let config = client_config(extra_roots)?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| KeError::ServerName {
+        host: host.to_owned(),
+    })?;
+    match tokio::time::timeout(timeout, exchange(host, port, name, config, aead_preference)).await {
+        Ok(result) => result,
+        Err(_) => Err(KeError::Timeout {
+            host: host.to_owned(),
+            timeout,
+        }),
+    }
+}
+
+async fn exchange(
+    host: &str,
+    port: u16,
+    name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+    aead_preference: &[AeadAlgorithm],
+) -> Result<KeOutcome, KeError> {
+    let (tcp, ke_addr) = connect(host, port).await?;
+    let tls_error = |source: io::Error| classify_tls(host, source);
+    let mut tls = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(tls_error)?;
+    let protocol_error = |detail: String| KeError::Protocol {
+        host: host.to_owned(),
+        detail,
+    };
+    // RFC 8915 4: the client must not go on without ntske/1.
+    if tls.get_ref().1.alpn_protocol() != Some(NTSKE_ALPN) {
+        return Err(protocol_error(
+            "server did not negotiate ALPN ntske/1".to_owned(),
+        ));
+    }
+
+    let mut client = KeClient::new(aead_preference);
+    tls.write_all(&client.request()).await.map_err(tls_error)?;
+    tls.flush().await.map_err(tls_error)?;
+    let ke_error = |e: KeClientError| match e {
+        KeClientError::ServerError(code) => KeError::ErrorRecord {
+            host: host.to_owned(),
+            code,
+        },
+        other => protocol_error(other.to_string()),
+    };
+    let mut buf = vec![0u8; READ_CHUNK];
+    let response = loop {
+        let n = tls.read(&mut buf).await.map_err(tls_error)?;
+        if n == 0 {
+            client.finish().map_err(ke_error)?;
+            // finish() fails before End of Message, and Done ends the loop.
+            return Err(protocol_error("stream ended early".to_owned()));
+        }
+        match client
+            .receive(buf.get(..n).unwrap_or_default())
+            .map_err(ke_error)?
+        {
+            KeClientProgress::NeedMore => {}
+            KeClientProgress::Done(response) => break response,
+        }
+    };
+
+    let conn = tls.get_ref().1;
+    let keys = derive_keys(
+        response.protocol.to_u16(),
+        response.algorithm,
+        |label, context, out| {
+            conn.export_keying_material(out, label.as_bytes(), Some(context))
+                .map(|_| ())
+        },
+    )
+    .map_err(|e| protocol_error(format!("key export: {e}")))?;
+    // A polite close; the keys are ours whatever the server does now.
+    let _ = tls.shutdown().await;
+
+    Ok(KeOutcome {
+        keys,
+        cookies: response.cookies,
+        algorithm: response.algorithm,
+        ntp_host: response.server.unwrap_or_else(|| host.to_owned()),
+        ntp_port: response.port.unwrap_or(NTP_PORT),
+        ke_addr,
+    })
+}
+
+/// Resolves `host` and connects to its addresses in turn.
+async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketAddr), KeError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| KeError::Dns {
+            host: host.to_owned(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                // The exchange is a few small writes: no Nagle delay.
+                let _ = tcp.set_nodelay(true);
+                return Ok((tcp, addr));
+            }
+            Err(source) => last = Some(KeError::Connect { addr, source }),
+        }
+    }
+    Err(last.unwrap_or_else(|| KeError::NoAddress {
+        host: host.to_owned(),
+    }))
+}
+
+/// Tells certificate rejections apart from other TLS failures: they need a
+/// sysadmin, the others usually time.
+fn classify_tls(host: &str, source: io::Error) -> KeError {
+    let rustls_error = source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(reason)) => KeError::Certificate {
+            host: host.to_owned(),
+            detail: format!("{reason:?}"),
+        },
+        _ => KeError::Tls {
+            host: host.to_owned(),
+            source,
+        },
+    }
+}
+
+/// The system trust anchors, read once: the bundle is large and does not
+/// change under a running daemon often enough to matter for a rare KE.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let result = rustls_native_certs::load_native_certs();
+        for error in &result.errors {
+            tracing::debug!(%error, "reading system trust anchors");
+        }
+        if result.certs.is_empty() {
+            tracing::debug!("no system trust anchors found");
+        }
+        result.certs
+    })
+}
+
+/// TLS 1.3 only, ALPN `ntske/1`, system roots plus `extra_roots`.
+pub(crate) fn client_config(extra_roots: Option<&Path>) -> Result<Arc<ClientConfig>, KeError> {
+    let mut roots = RootCertStore::empty();
+    // Unparsable system certificates are skipped, as browsers do.
+    let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+    if let Some(path) = extra_roots {
+        let ca_error = |detail: String| KeError::CaFile {
+            path: path.to_owned(),
+            detail,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| ca_error(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ca_error(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ca_error("no PEM certificate in the file".to_owned()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        // RFC 8915 4: NTS-KE is TLS 1.3 only.
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| KeError::Protocol {
+            host: String::new(),
+            detail: format!("TLS configuration: {e}"),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
