@@ -7,6 +7,11 @@ use crate::consts::{MAX_FREQUENCY_PPM, MAX_SLEW, SLEW_RATE};
 
 use super::noise::Noise;
 
+/// The wander is drawn once per this many seconds of true time, on a fixed
+/// grid, so that a run does not depend on how often the driver looks at
+/// the clock.
+const WANDER_STEP: f64 = 1.0;
+
 /// How the clock starts out.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimClockConfig {
@@ -42,10 +47,14 @@ pub struct SimClock {
     pending_slew: f64,
     /// The sum of all steps: the monotonic clock does not see them.
     stepped: f64,
+    next_wander: f64,
+    /// Its own stream, apart from the network's, for the same reason.
+    noise: Noise,
 }
 
 impl SimClock {
-    pub fn new(config: SimClockConfig) -> Self {
+    /// A clock whose wander is drawn from a stream seeded with `seed`.
+    pub fn new(config: SimClockConfig, seed: u64) -> Self {
         Self {
             config,
             true_time: 0.0,
@@ -54,6 +63,8 @@ impl SimClock {
             correction_ppm: 0.0,
             pending_slew: 0.0,
             stepped: 0.0,
+            next_wander: WANDER_STEP,
+            noise: Noise::new(seed),
         }
     }
 
@@ -87,7 +98,18 @@ impl SimClock {
     }
 
     /// Runs the clock forward to true time `t` (never backwards).
-    pub(crate) fn advance_to(&mut self, t: f64, noise: &mut Noise) {
+    pub(crate) fn advance_to(&mut self, t: f64) {
+        while self.next_wander <= t {
+            self.run_to(self.next_wander);
+            self.frequency_error_ppm +=
+                self.config.wander_ppm_per_sqrt_s * WANDER_STEP.sqrt() * self.noise.normal();
+            self.next_wander += WANDER_STEP;
+        }
+        self.run_to(t);
+    }
+
+    /// Runs forward at a constant rate.
+    fn run_to(&mut self, t: f64) {
         let dt = t - self.true_time;
         if dt.is_nan() || dt <= 0.0 {
             return;
@@ -96,10 +118,7 @@ impl SimClock {
             .min(self.pending_slew.abs())
             .copysign(self.pending_slew);
         self.pending_slew -= slewed;
-        // The rate over the interval is taken at its start; the wander
-        // step then applies from here on.
         self.error += (self.frequency_error_ppm + self.correction_ppm) * 1e-6 * dt + slewed;
-        self.frequency_error_ppm += self.config.wander_ppm_per_sqrt_s * dt.sqrt() * noise.normal();
         self.true_time = t;
     }
 

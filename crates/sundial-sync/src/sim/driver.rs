@@ -113,7 +113,7 @@ impl Simulation {
             kind: Kind::Trace,
         });
         Self {
-            clock: SimClock::new(clock),
+            clock: SimClock::new(clock, seed ^ 0x5eed_c10c),
             sources,
             sync,
             noise,
@@ -123,6 +123,14 @@ impl Simulation {
             trace: Vec::new(),
             actions: Vec::new(),
             halted: false,
+        }
+    }
+
+    /// Takes trace points every `seconds` instead of every 10 s (from the
+    /// next one on).
+    pub fn set_trace_interval(&mut self, seconds: f64) {
+        if seconds.is_finite() && seconds > 0.0 {
+            self.trace_interval = seconds;
         }
     }
 
@@ -173,14 +181,14 @@ impl Simulation {
                 break;
             }
             self.queue.pop();
-            self.clock.advance_to(event.time, &mut self.noise);
+            self.clock.advance_to(event.time);
             match event.kind {
                 Kind::Poll(source) => self.poll(source),
                 Kind::Reply { source, t1, t2, t3 } => self.reply(source, t1, t2, t3),
                 Kind::Trace => self.record(),
             }
         }
-        self.clock.advance_to(end, &mut self.noise);
+        self.clock.advance_to(end);
     }
 
     fn schedule(&mut self, time: f64, kind: Kind) {
