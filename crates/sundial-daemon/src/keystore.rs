@@ -7,6 +7,12 @@
 //! fsync, rename, fsync of the directory) with mode 0600. A file that exists
 //! but cannot be read or decoded stops the start: silently generating new
 //! keys would invalidate every client's cookies at once.
+//!
+//! Fleet mode: the process that runs an NTS-KE server owns the file (it
+//! generates, rotates and writes it). A process that only serves NTP with
+//! `key-storage-path` set is a *reader*: it loads the file, never writes it,
+//! and follows it as the owner's copies arrive (the file carries the next
+//! key ahead of time, so a copy may lag by up to one rotation interval).
 #![forbid(unsafe_code)]
 
 use std::fs::{self, File, OpenOptions};
@@ -20,6 +26,7 @@ use sundial_proto::nts::keyset::{KeySet, KeySetConfig, KeySetError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KeysetConfig;
+use crate::file_stamp::{FileStamp, Settled};
 
 /// The keyset as the KE server and NTP servers share it: readers seal and
 /// open cookies, the rotation task is the only writer.
@@ -43,6 +50,9 @@ pub struct KeyStore {
     path: Option<PathBuf>,
     keys: SharedKeySet,
 }
+
+/// How often a reader checks the shared key file.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Unix seconds now, for the rotation schedule (wall clock on purpose: the
 /// schedule must survive restarts and agree across machines sharing keys).
@@ -102,6 +112,56 @@ impl KeyStore {
         })
     }
 
+    /// Opens the key file read-only, for an NTP server of a fleet whose
+    /// NTS-KE server writes the file. The file must exist.
+    pub fn open_reader(config: &KeysetConfig) -> Result<Self, KeyStoreError> {
+        let settings = proto_config(config);
+        let path = config
+            .key_storage_path
+            .clone()
+            .ok_or_else(|| KeyStoreError::Read {
+                path: PathBuf::new(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "no key-storage-path"),
+            })?;
+        let keyset = read_keyset(&path, settings)?;
+        tracing::info!(path = %path.display(), current = keyset.current_id(), "following the shared NTS cookie key file (read-only)");
+        Ok(Self {
+            path: Some(path),
+            keys: Arc::new(RwLock::new(keyset)),
+        })
+    }
+
+    /// As a reader: reloads the file whenever a new copy has settled, until
+    /// cancelled. A copy that does not load keeps the current keys serving.
+    pub async fn run_follow(self, cancel: CancellationToken) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mut file = Settled::new(FileStamp::of(&path));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+            }
+            if !file.poll(FileStamp::of(&path)) {
+                continue;
+            }
+            let settings = self.keys.read().map(|k| k.config()).unwrap_or_default();
+            match read_keyset(&path, settings) {
+                Ok(new) => {
+                    tracing::info!(
+                        current = new.current_id(),
+                        "reloaded the shared NTS cookie key file"
+                    );
+                    if let Ok(mut keys) = self.keys.write() {
+                        *keys = new;
+                    }
+                }
+                Err(e) => tracing::error!("{e}; still serving the keys loaded before"),
+            }
+        }
+    }
+
     pub fn shared(&self) -> SharedKeySet {
         Arc::clone(&self.keys)
     }
@@ -151,6 +211,17 @@ impl KeyStore {
             }
         }
     }
+}
+
+fn read_keyset(path: &Path, settings: KeySetConfig) -> Result<KeySet, KeyStoreError> {
+    let bytes = fs::read(path).map_err(|source| KeyStoreError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    KeySet::decode(&bytes, settings).map_err(|source| KeyStoreError::Decode {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes `bytes` to `path` so that a crash at any point leaves either the
@@ -242,6 +313,25 @@ mod tests {
         let err = KeyStore::open(&config(&path)).unwrap_err();
         assert!(matches!(err, KeyStoreError::Read { .. }), "{err}");
         assert!(err.to_string().contains("ntskeys"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reader_needs_the_file_and_never_writes_it() {
+        let dir = temp_dir("reader");
+        let path = dir.join("ntskeys");
+        assert!(matches!(
+            KeyStore::open_reader(&config(&path)),
+            Err(KeyStoreError::Read { .. })
+        ));
+        let owner = KeyStore::open(&config(&path)).unwrap();
+        let before = fs::read(&path).unwrap();
+        let reader = KeyStore::open_reader(&config(&path)).unwrap();
+        assert_eq!(
+            reader.shared().read().unwrap().current_id(),
+            owner.shared().read().unwrap().current_id()
+        );
+        assert_eq!(fs::read(&path).unwrap(), before);
         let _ = fs::remove_dir_all(&dir);
     }
 

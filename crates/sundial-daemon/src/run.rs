@@ -93,10 +93,13 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
-    let keys = if config.nts_ke_servers.is_empty() && config.keyset.key_storage_path.is_none() {
-        None
-    } else {
-        Some(KeyStore::open(&config.keyset)?)
+    // The process with a KE server owns the key file; an NTP-only process
+    // with a key file reads the one its fleet's KE server writes.
+    let owner = !config.nts_ke_servers.is_empty();
+    let keys = match (owner, config.keyset.key_storage_path.is_some()) {
+        (true, _) => Some(KeyStore::open(&config.keyset)?),
+        (false, true) => Some(KeyStore::open_reader(&config.keyset)?),
+        (false, false) => None,
     };
 
     let state = state_fn(&config);
@@ -124,11 +127,17 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         let shared = keys.as_ref().map(KeyStore::shared);
         tasks.spawn(listener.run(shared, Arc::clone(&state), cancel.clone()));
     }
-    if let Some(store) = &keys {
-        for listener in ke_listeners {
-            tasks.spawn(listener.run(store.shared(), cancel.clone()));
+    match &keys {
+        Some(store) if owner => {
+            for listener in ke_listeners {
+                tasks.spawn(listener.run(store.shared(), cancel.clone()));
+            }
+            tasks.spawn(store.clone().run_rotation(cancel.clone()));
         }
-        tasks.spawn(store.clone().run_rotation(cancel.clone()));
+        Some(store) => {
+            tasks.spawn(store.clone().run_follow(cancel.clone()));
+        }
+        None => {}
     }
 
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;

@@ -12,14 +12,14 @@
 //! serving.
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::file_stamp::{FileStamp, Settled};
 use crate::tls::{CertificateInfo, ReloadableCert};
 
 /// How often the files are checked.
@@ -28,30 +28,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 /// How often the expiry is checked.
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(6 * 3600);
-
-/// What identifies one version of a file: where a symlink points, and the
-/// target's device, inode, size and modification time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    link: Option<PathBuf>,
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        link: std::fs::read_link(path).ok(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-        len: meta.len(),
-        mtime: meta.mtime(),
-        mtime_nsec: meta.mtime_nsec(),
-    })
-}
 
 /// Watches one listener's certificate and key files.
 #[derive(Debug)]
@@ -63,7 +39,7 @@ pub struct CertWatch {
 
 impl CertWatch {
     fn stamps(&self) -> (Option<FileStamp>, Option<FileStamp>) {
-        (stamp(&self.chain), stamp(&self.key))
+        (FileStamp::of(&self.chain), FileStamp::of(&self.key))
     }
 
     fn reload(&self, why: &str) {
@@ -93,8 +69,7 @@ impl CertWatch {
         if let Some(leaf) = self.cert.leaf() {
             warn_if_expiring(&leaf);
         }
-        let mut seen = self.stamps();
-        let mut pending: Option<(Option<FileStamp>, Option<FileStamp>)> = None;
+        let mut files = Settled::new(self.stamps());
         let mut last_expiry_check = tokio::time::Instant::now();
         loop {
             let hup = async {
@@ -107,20 +82,11 @@ impl CertWatch {
                 () = cancel.cancelled() => return,
                 _ = hup => {
                     self.reload("SIGHUP");
-                    seen = self.stamps();
-                    pending = None;
+                    files.reset(self.stamps());
                 }
                 () = tokio::time::sleep(POLL_INTERVAL) => {
-                    let now = self.stamps();
-                    if now == seen {
-                        pending = None;
-                    } else if pending.as_ref() == Some(&now) {
-                        // Unchanged for a whole poll: the writer is done.
+                    if files.poll(self.stamps()) {
                         self.reload("files changed");
-                        seen = now;
-                        pending = None;
-                    } else {
-                        pending = Some(now);
                     }
                     if last_expiry_check.elapsed() >= EXPIRY_CHECK_EVERY {
                         last_expiry_check = tokio::time::Instant::now();
