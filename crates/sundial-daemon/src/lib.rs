@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod discipline;
 pub mod file_stamp;
 pub mod keystore;
 pub mod metrics;

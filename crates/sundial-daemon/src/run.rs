@@ -8,19 +8,25 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use sundial_proto::ntp::packet::ReferenceId;
 use sundial_proto::server::ServerState;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+use crate::clock::linux::LinuxClock;
+use crate::clock::observe::ObserveClock;
 use crate::config::{self, Config, NtsKeServerConfig};
+use crate::discipline::{self, Discipline, Panicked, SharedState};
 use crate::keystore::{KeyStore, KeyStoreError};
 use crate::metrics::{self, MetricsStartError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
 use crate::server::nts_ke::{self, Announce, KeStartError};
+use crate::source;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +44,17 @@ pub enum RunError {
         "[[nts-ke-server]] {0}: the [[server]] sections listen on several ports ({1}); set ntp-port to the one to announce"
     )]
     AmbiguousPort(SocketAddr, String),
-    #[error(
-        "[[source]] is configured, but this version of sundial only serves time (NTS client support is not built yet)"
-    )]
-    SourcesUnsupported,
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// A step beyond a panic threshold was refused: the daemon stops and
+    /// must not be restarted blindly (exit code [`EXIT_PANIC`]).
+    #[error(transparent)]
+    Panic(#[from] Panicked),
 }
+
+/// Exit status after a refused panic step, distinct so that the systemd
+/// unit can refuse to restart (`RestartPreventExitStatus=3`).
+pub const EXIT_PANIC: u8 = 3;
 
 /// What a KE server announces: its own `ntp-server`, and `ntp-port` or,
 /// when that is unset, the port every NTP listener shares if it is not 123
@@ -82,14 +92,19 @@ fn v6_only(config: &Config, addr: SocketAddr) -> bool {
         })
 }
 
+/// The clock the discipline steers: the kernel's, or with `--observe` /
+/// `[clock] observe-only` one that only records what it would have done.
+fn clock(config: &Config, observe: bool) -> Arc<dyn Clock> {
+    if observe || config.clock.observe_only {
+        tracing::info!("observe-only: measuring and serving, never changing the clock");
+        Arc::new(ObserveClock::new())
+    } else {
+        Arc::new(LinuxClock::new())
+    }
+}
+
 /// Runs until SIGTERM or SIGINT; returns once every task has stopped.
 pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
-    if !config.sources.is_empty() {
-        return Err(RunError::SourcesUnsupported);
-    }
-    // No clock is ever steered without sources, so `observe` changes nothing
-    // yet; it is accepted so scripts can use it from day one.
-    let _ = observe;
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -102,7 +117,38 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         (false, false) => None,
     };
 
-    let state = state_fn(&config);
+    // With sources, what the NTP server says about our time comes from the
+    // discipline; without, from local-stratum.
+    let mut sources = None;
+    let state = if config.sources.is_empty() {
+        state_fn(&config)
+    } else {
+        let origin = Instant::now();
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let running = source::spawn_sources(&config, origin, events_tx, cancel.clone());
+        let shared = SharedState::new(ServerState {
+            stratum: config.synchronization.local_stratum,
+            ..ServerState::UNSYNCHRONIZED
+        });
+        // Start from the frequency the kernel already corrects (reading it
+        // changes nothing), so a restart does not throw that away.
+        let frequency = LinuxClock::new()
+            .read_state()
+            .map_or(0.0, |k| k.frequency_ppm);
+        let discipline = Discipline::new(
+            discipline::settings(&config),
+            clock(&config, observe),
+            shared.clone(),
+            &running.handles,
+            frequency,
+            origin,
+        );
+        sources = Some((
+            running.tasks,
+            tokio::spawn(discipline.run(events_rx, cancel.clone())),
+        ));
+        shared.state_fn()
+    };
     let mut ntp_listeners = Vec::new();
     for server in &config.servers {
         ntp_listeners.push(ntp::bind(server, v6_only(&config, server.listen))?);
@@ -142,17 +188,49 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
 
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    // SIGHUP reloads certificates (each KE listener watches for it); the
+    // daemon itself must never die of it, KE server or not.
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!("sundial is running");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        Some(result) = tasks.join_next() => {
-            tracing::error!(?result, "a service stopped unexpectedly: shutting down");
+    let (mut source_tasks, mut discipline) = match sources {
+        Some((tasks, discipline)) => (tasks, Some(discipline)),
+        None => (JoinSet::new(), None),
+    };
+    let mut outcome = Ok(());
+    loop {
+        let discipline_done = async {
+            match discipline.as_mut() {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading certificates");
+                continue;
+            }
+            Some(result) = tasks.join_next() => {
+                tracing::error!(?result, "a service stopped unexpectedly: shutting down");
+            }
+            result = discipline_done => {
+                discipline = None;
+                match result {
+                    Ok(Err(panicked)) => outcome = Err(RunError::Panic(panicked)),
+                    other => tracing::error!(?other, "the discipline stopped unexpectedly: shutting down"),
+                }
+            }
         }
+        break;
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
     while tasks.join_next().await.is_some() {}
-    Ok(())
+    while source_tasks.join_next().await.is_some() {}
+    if let Some(handle) = discipline {
+        let _ = handle.await;
+    }
+    outcome
 }

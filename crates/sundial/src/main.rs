@@ -99,7 +99,10 @@ fn run(path: &Path, observe: bool) -> u8 {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("sundial: {e}");
-            EXIT_FAILED
+            match e {
+                sundial_daemon::run::RunError::Panic(_) => sundial_daemon::run::EXIT_PANIC,
+                _ => EXIT_FAILED,
+            }
         }
     }
 }

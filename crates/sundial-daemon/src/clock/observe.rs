@@ -37,7 +37,12 @@ impl ObserveClock {
     }
 
     fn record(&self, action: WouldDo) {
-        tracing::info!(?action, "observe-only: not changing the clock");
+        // A step is news; the slews and status updates of every poll are not.
+        if matches!(action, WouldDo::Step(_)) {
+            tracing::info!(?action, "observe-only: not changing the clock");
+        } else {
+            tracing::debug!(?action, "observe-only: not changing the clock");
+        }
         if let Ok(mut log) = self.log.lock() {
             if log.len() >= HISTORY {
                 log.remove(0);

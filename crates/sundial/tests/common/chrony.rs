@@ -234,3 +234,61 @@ impl Source {
         })
     }
 }
+
+/// Starts `chronyd -x -n` as an NTS server on 127.0.0.1 / ::1: NTP on
+/// `ntp_port`, NTS-KE on `ke_port`, a local stratum-1 clock (so clients
+/// accept it without an upstream), its state in `dir/chrony-server`.
+pub fn start_server(
+    programs: &Programs,
+    dir: &TempDir,
+    ntp_port: u16,
+    ke_port: u16,
+    chain: &Path,
+    key: &Path,
+) -> ChildGuard {
+    let state = dir.private_subdir("chrony-server");
+    let run = dir.private_subdir("chrony-server/run");
+    let nts = dir.private_subdir("chrony-server/nts");
+    let logdir = dir.private_subdir("chrony-server/log");
+    let config = format!(
+        "# chronyd -x as an NTS server on loopback (never touches the clock)\n\
+         bindaddress 127.0.0.1\n\
+         port {ntp_port}\n\
+         allow 127.0.0.0/8\n\
+         allow ::1/128\n\
+         local stratum 1\n\
+         ntsport {ke_port}\n\
+         ntsservercert {chain}\n\
+         ntsserverkey {key}\n\
+         ntsdumpdir {nts}\n\
+         ntsprocesses 1\n\
+         cmdport 0\n\
+         bindcmdaddress {socket}\n\
+         pidfile {pid}\n\
+         logdir {logdir}\n",
+        chain = chain.display(),
+        key = key.display(),
+        nts = nts.display(),
+        socket = run.join("chronyd.sock").display(),
+        pid = state.join("chronyd.pid").display(),
+        logdir = logdir.display(),
+    );
+    let conf = dir.write("chrony-server/chrony.conf", &config);
+    let log = state.join("chronyd.log");
+    let stderr = std::fs::File::create(state.join("chronyd.stderr")).expect("chronyd.stderr");
+    let child = Command::new(&programs.chronyd)
+        .args(["-x", "-n", "-u", "root", "-L", "0", "-l"])
+        .arg(&log)
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", programs.chronyd.display()));
+    ChildGuard::new(
+        "chronyd server",
+        child,
+        vec![conf, log, state.join("chronyd.stderr")],
+    )
+}

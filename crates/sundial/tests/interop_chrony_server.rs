@@ -1,0 +1,96 @@
+//! sundial as an NTS client of Debian's chronyd: `sundial run --observe`
+//! with one `mode = "nts"` source key-exchanges with chronyd over TLS 1.3,
+//! gets NTS-authenticated samples and synchronizes (observe-only: the clock
+//! is never touched; chronyd runs with -x). A wrong CA gets no time at all.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    ChildGuard, TempDir, ca, chrony, free_tcp_port, free_udp_port, poll_until, wait_for_tcp,
+};
+
+fn start_sundial(dir: &TempDir, name: &str, config: &str) -> (ChildGuard, std::path::PathBuf) {
+    let path = dir.write(&format!("{name}.toml"), config);
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["run", "--observe", "-c"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (ChildGuard::new(name, child, vec![path, log.clone()]), log)
+}
+
+fn log_has(log: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle))
+}
+
+fn client_config(ke_port: u16, ca: &std::path::Path) -> String {
+    format!(
+        "[[source]]\nmode = \"nts\"\naddress = \"localhost:{ke_port}\"\ncertificate-authority = \"{}\"\n\n\
+         [source-defaults]\npoll-interval-limits = {{ min = 0, max = 2 }}\ninitial-poll-interval = 0\n\n\
+         [synchronization]\nminimum-agreeing-sources = 1\n",
+        ca.display()
+    )
+}
+
+#[test]
+fn sundial_synchronizes_to_chronyd_over_nts_without_touching_the_clock() {
+    let programs = chrony::programs();
+    let dir = TempDir::new("chrony-server");
+    let certs = ca::generate(dir.path());
+    let (ntp_port, ke_port) = (free_udp_port(), free_tcp_port());
+    let _chronyd =
+        chrony::start_server(&programs, &dir, ntp_port, ke_port, &certs.chain, &certs.key);
+    let ke: SocketAddr = format!("127.0.0.1:{ke_port}").parse().unwrap();
+    assert!(
+        wait_for_tcp(ke, Duration::from_secs(10)),
+        "chronyd's NTS-KE port did not open"
+    );
+
+    let start = Instant::now();
+    let (_sundial, log) = start_sundial(&dir, "client", &client_config(ke_port, &certs.ca));
+    let synced = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        log_has(&log, "synchronized stratum=2").then(|| start.elapsed())
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let took = synced.unwrap_or_else(|| panic!("sundial did not synchronize to chronyd:\n{text}"));
+    eprintln!("sundial start to synchronized (NTS, chronyd server): {took:?}");
+    // The key exchange followed chronyd's Port Negotiation to its NTP port.
+    assert!(
+        text.contains(&format!("ntp_server=127.0.0.1:{ntp_port}")),
+        "KE did not lead to chronyd's NTP port:\n{text}"
+    );
+    assert!(text.contains("observe-only"), "{text}");
+    assert!(!text.contains("stepping the clock"), "{text}");
+}
+
+#[test]
+fn a_server_certificate_from_another_ca_gives_no_time() {
+    let programs = chrony::programs();
+    let dir = TempDir::new("chrony-server-badca");
+    let certs = ca::generate(dir.path());
+    let other = TempDir::new("other-ca");
+    let other_ca = ca::generate(other.path());
+    let (ntp_port, ke_port) = (free_udp_port(), free_tcp_port());
+    let _chronyd =
+        chrony::start_server(&programs, &dir, ntp_port, ke_port, &certs.chain, &certs.key);
+    let ke: SocketAddr = format!("127.0.0.1:{ke_port}").parse().unwrap();
+    assert!(wait_for_tcp(ke, Duration::from_secs(10)));
+
+    let (_sundial, log) = start_sundial(&dir, "client", &client_config(ke_port, &other_ca.ca));
+    let refused = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("WARN") && t.to_lowercase().contains("certificate"))
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(refused.is_some(), "no certificate warning:\n{text}");
+    assert!(!text.contains("synchronized stratum"), "{text}");
+}
