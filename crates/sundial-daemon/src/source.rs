@@ -17,6 +17,7 @@ pub mod ke_client;
 mod ntp;
 mod nts;
 mod plain;
+pub mod trust;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -107,6 +108,14 @@ pub struct SourceStats {
     pub nts_naks: AtomicU64,
     pub key_exchanges: AtomicU64,
     pub key_exchange_failures: AtomicU64,
+    /// Gauges for `sundial status` and metrics, stored by the poll loop:
+    /// NTS cookies in the jar, the association's reach register (one bit
+    /// per poll, newest lowest) and polls since the last believed answer.
+    pub cookies: AtomicU64,
+    pub reach: AtomicU64,
+    pub unanswered: AtomicU64,
+    /// Unix seconds of the last successful NTS key exchange; 0 for never.
+    pub last_key_exchange: AtomicU64,
 }
 
 impl SourceStats {
@@ -132,6 +141,16 @@ impl SourceStats {
             before.cookies_rejected,
             after.cookies_rejected,
         );
+    }
+
+    /// Stores the association's gauges (a new association after a key
+    /// exchange starts its reach register afresh, as chrony's does).
+    fn observe(&self, assoc: &sundial_proto::source::Association) {
+        let cookies = u64::try_from(assoc.cookies()).unwrap_or(u64::MAX);
+        self.cookies.store(cookies, Ordering::Relaxed);
+        self.reach.store(u64::from(assoc.reach()), Ordering::Relaxed);
+        self.unanswered
+            .store(u64::from(assoc.unanswered()), Ordering::Relaxed);
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::trust;
 use crate::config::NTP_PORT;
 use crate::tls::NTSKE_ALPN;
 
@@ -268,11 +269,13 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// TLS 1.3 only, ALPN `ntske/1`, system roots plus `extra_roots`.
+/// TLS 1.3 only, ALPN `ntske/1`, system roots plus the CAs in
+/// `extra_roots`; or, when that file holds server certificates that are not
+/// CAs (a self-signed server, say), exactly those pinned certificates plus
+/// the file's CAs, and no system root.
 pub(crate) fn client_config(extra_roots: Option<&Path>) -> Result<Arc<ClientConfig>, KeError> {
-    let mut roots = RootCertStore::empty();
-    // Unparsable system certificates are skipped, as browsers do.
-    let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+    let mut pinned = Vec::new();
+    let mut file_cas = RootCertStore::empty();
     if let Some(path) = extra_roots {
         let ca_error = |detail: String| KeError::CaFile {
             path: path.to_owned(),
@@ -286,21 +289,40 @@ pub(crate) fn client_config(extra_roots: Option<&Path>) -> Result<Arc<ClientConf
             return Err(ca_error("no PEM certificate in the file".to_owned()));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
+            if trust::is_ca(&cert) {
+                file_cas
+                    .add(cert)
+                    .map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
+            } else {
+                pinned.push(cert);
+            }
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         // RFC 8915 4: NTS-KE is TLS 1.3 only.
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| KeError::Protocol {
             host: String::new(),
             detail: format!("TLS configuration: {e}"),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        })?;
+    let mut config = if pinned.is_empty() {
+        let mut roots = file_cas;
+        // Unparsable system certificates are skipped, as browsers do.
+        let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let verifier = trust::PinnedVerifier::new(pinned, file_cas, provider).map_err(|e| {
+            KeError::CaFile {
+                path: extra_roots.map(Path::to_owned).unwrap_or_default(),
+                detail: e.to_string(),
+            }
+        })?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
     config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
