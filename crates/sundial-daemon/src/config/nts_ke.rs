@@ -36,8 +36,8 @@ pub struct NtsKeServerConfig {
     /// A key exchange that takes longer is dropped (default 1000 ms).
     #[serde(default = "default_key_exchange_timeout_ms")]
     pub key_exchange_timeout_ms: u64,
-    /// Connections handled at once; more wait in the kernel's accept queue
-    /// (default 512).
+    /// Connections handled at once; when all are taken, a newcomer evicts
+    /// the oldest connection still in its TLS handshake (default 512).
     #[serde(default = "default_concurrent_connections")]
     pub concurrent_connections: usize,
     /// NTP port sent in the Port Negotiation record when not 123.

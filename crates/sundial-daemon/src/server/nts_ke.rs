@@ -2,17 +2,34 @@
 //! read one request into the sans-IO `KeServer`, answer with cookies sealed
 //! under the shared keyset, close.
 //!
-//! Every connection is bounded: a semaphore caps how many are served at
-//! once, one timeout covers the whole exchange (handshake, request,
+//! Every connection is bounded: at most `concurrent-connections` are served
+//! at once, one timeout covers the whole exchange (handshake, request,
 //! response), and the request size cap lives in `KeServer`. Everything a
 //! remote peer can cause is logged at debug and counted in [`KeStats`].
+//!
+//! The listener accepts always and sheds instead of queueing. Taking a
+//! permit before `accept()` (the first design) let a few hundred idle TCP
+//! connections (slowloris: connect, never speak TLS) hold every permit
+//! until their timeout while genuine clients waited behind them in the
+//! kernel's accept queue, and an attacker who reconnects as fast as he is
+//! timed out keeps that queue full for good. Now, when every slot is taken,
+//! a newcomer evicts the *oldest connection still in its TLS handshake*: an
+//! idle connection costs the attacker nothing, so it is what we give up
+//! first, and a genuine client, whose handshake takes a round trip or two,
+//! is evicted only if a full table's worth of connections arrives during
+//! that round trip. Connections past their handshake cost the peer a full
+//! TLS 1.3 handshake and are never evicted; when all slots hold such
+//! connections the newcomer is closed at once (counted in
+//! `rejected_full`). Memory is bounded by the table: one task, one socket
+//! and one rustls session per slot.
 
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
@@ -25,7 +42,6 @@ use sundial_proto::nts::ke_server::{
 use sundial_proto::nts::key_export::derive_keys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -104,6 +120,15 @@ pub struct KeStats {
     pub failed_internal: AtomicU64,
     /// `accept()` failed (e.g. out of file descriptors).
     pub accept_errors: AtomicU64,
+    /// Connections still in their TLS handshake that were closed to make
+    /// room for a newcomer while every slot was taken (slowloris defence).
+    pub shed_handshakes: AtomicU64,
+    /// Newcomers closed at once because every slot held a connection past
+    /// its handshake.
+    pub rejected_full: AtomicU64,
+    /// Connections being served now (a gauge; never above
+    /// `concurrent-connections`).
+    pub in_flight: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -220,7 +245,10 @@ impl KeListener {
     /// Serves until `cancel` fires, then waits for the connections in
     /// flight, which stop at once because they watch `cancel` too.
     pub async fn run(self, keys: SharedKeySet, cancel: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.concurrent_connections));
+        let slots = Arc::new(Slots::new(
+            self.concurrent_connections,
+            Arc::clone(&self.stats),
+        ));
         let conn = Arc::new(Connection {
             acceptor: self.acceptor,
             keys,
@@ -244,17 +272,6 @@ impl KeListener {
                     }
                 }
             }
-            // Take a permit before accepting: when the limit is reached,
-            // new connections wait in the kernel's accept queue.
-            let permit = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    // Never closed; stop rather than spin if it were.
-                    Err(_) => break,
-                },
-            };
             let accepted = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -272,6 +289,10 @@ impl KeListener {
                     continue;
                 }
                 Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS: the pending connection stays
+                    // in the queue and the socket stays readable, so
+                    // retrying at once would spin a core. Wait; connections
+                    // in flight end within the timeout and free descriptors.
                     bump(&self.stats.accept_errors);
                     if accept_failing {
                         tracing::debug!(error = %e, "NTS-KE accept failed again");
@@ -279,23 +300,34 @@ impl KeListener {
                         tracing::warn!(addr = %self.local_addr, error = %e, "NTS-KE accept failed; backing off");
                     }
                     accept_failing = true;
-                    drop(permit);
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
                     }
                 }
             };
+            let Some(slot) = slots.admit() else {
+                tracing::debug!(%peer, "every NTS-KE slot is past its handshake; closing newcomer");
+                drop(stream);
+                continue;
+            };
             let conn = Arc::clone(&conn);
             let cancel = cancel.clone();
+            let guard = SlotGuard {
+                slots: Arc::clone(&slots),
+                slot,
+            };
             let span = tracing::debug_span!("nts_ke", %peer);
             tasks.spawn(
                 async move {
-                    let _permit = permit;
+                    let evicted = guard.slot.evict.clone();
                     tokio::select! {
                         () = cancel.cancelled() => tracing::debug!("shutting down mid-exchange"),
-                        () = conn.serve(stream) => {}
+                        () = evicted.cancelled() => tracing::debug!("evicted: oldest handshake while every slot was taken"),
+                        () = conn.serve(stream, &guard) => {}
                     }
+                    // The guard gives the slot back here, however we ended.
+                    drop(guard);
                 }
                 .instrument(span),
             );
@@ -303,6 +335,116 @@ impl KeListener {
 
         while tasks.join_next().await.is_some() {}
         tracing::debug!(addr = %self.local_addr, "NTS-KE server stopped");
+    }
+}
+
+/// One connection's hold on a slot of the table.
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    /// Cleared exactly once, under the table's lock, by whichever comes
+    /// first: the connection ending or a newcomer evicting it.
+    held: AtomicBool,
+    /// Fired to evict the connection; its task then ends at once.
+    evict: CancellationToken,
+}
+
+/// The bounded table of connections being served: how many slots are held,
+/// and which holders are still in their TLS handshake, oldest first.
+#[derive(Debug)]
+struct Slots {
+    limit: usize,
+    stats: Arc<KeStats>,
+    inner: Mutex<SlotsInner>,
+}
+
+#[derive(Debug, Default)]
+struct SlotsInner {
+    held: usize,
+    next_id: u64,
+    /// At most `limit` entries: every entry holds a slot.
+    handshaking: VecDeque<Arc<Slot>>,
+}
+
+impl Slots {
+    fn new(limit: usize, stats: Arc<KeStats>) -> Self {
+        Self {
+            limit: limit.max(1),
+            stats,
+            inner: Mutex::new(SlotsInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
+        // Every update below leaves the table consistent before anything
+        // that could panic, so a poisoned lock still holds good data.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a new connection, evicting the oldest connection still in
+    /// its handshake when the table is full; `None` when every slot holds a
+    /// connection past its handshake.
+    fn admit(&self) -> Option<Arc<Slot>> {
+        let mut inner = self.lock();
+        if inner.held >= self.limit {
+            let Some(victim) = inner.handshaking.pop_front() else {
+                bump(&self.stats.rejected_full);
+                return None;
+            };
+            if victim.held.swap(false, Ordering::Relaxed) {
+                inner.held -= 1;
+            }
+            victim.evict.cancel();
+            bump(&self.stats.shed_handshakes);
+        }
+        let slot = Arc::new(Slot {
+            id: inner.next_id,
+            held: AtomicBool::new(true),
+            evict: CancellationToken::new(),
+        });
+        inner.next_id = inner.next_id.wrapping_add(1);
+        inner.held += 1;
+        inner.handshaking.push_back(Arc::clone(&slot));
+        self.stats
+            .in_flight
+            .store(inner.held as u64, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// The connection finished its TLS handshake: no longer evictable.
+    fn handshake_done(&self, slot: &Slot) {
+        self.lock().handshaking.retain(|s| s.id != slot.id);
+    }
+
+    /// The connection ended (or was evicted): its slot is free.
+    fn release(&self, slot: &Slot) {
+        let mut inner = self.lock();
+        if slot.held.swap(false, Ordering::Relaxed) {
+            inner.held -= 1;
+        }
+        inner.handshaking.retain(|s| s.id != slot.id);
+        self.stats
+            .in_flight
+            .store(inner.held as u64, Ordering::Relaxed);
+    }
+}
+
+/// Gives a connection's slot back when its task ends, however it ends
+/// (finished, timed out, evicted, cancelled or panicked).
+struct SlotGuard {
+    slots: Arc<Slots>,
+    slot: Arc<Slot>,
+}
+
+impl SlotGuard {
+    fn handshake_done(&self) {
+        self.slots.handshake_done(&self.slot);
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.slots.release(&self.slot);
     }
 }
 
@@ -337,8 +479,8 @@ enum Outcome {
 }
 
 impl Connection {
-    async fn serve(&self, stream: TcpStream) {
-        let outcome = match tokio::time::timeout(self.timeout, self.exchange(stream)).await {
+    async fn serve(&self, stream: TcpStream, slot: &SlotGuard) {
+        let outcome = match tokio::time::timeout(self.timeout, self.exchange(stream, slot)).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 tracing::debug!(timeout = ?self.timeout, "key exchange timed out");
@@ -357,7 +499,7 @@ impl Connection {
         bump(counter);
     }
 
-    async fn exchange(&self, stream: TcpStream) -> Outcome {
+    async fn exchange(&self, stream: TcpStream, slot: &SlotGuard) -> Outcome {
         let mut tls = match self.acceptor.accept(stream).await {
             Ok(tls) => tls,
             Err(e) => {
@@ -365,6 +507,7 @@ impl Connection {
                 return Outcome::TlsFailed;
             }
         };
+        slot.handshake_done();
         // rustls refuses a client that offers only other ALPN ids, but lets
         // one that offers none through; RFC 8915 4 requires ntske/1.
         if tls.get_ref().1.alpn_protocol() != Some(NTSKE_ALPN) {
