@@ -129,6 +129,16 @@ fn leap_indicator(leap: Leap) -> LeapIndicator {
     }
 }
 
+/// What `sundial status` and the metrics read from the loop: the
+/// synchronizer's status after the latest event, and per source what only
+/// the loop hears (the server it polls, the stratum it last reported).
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub sync: SyncStatus,
+    pub servers: HashMap<SourceId, SocketAddr>,
+    pub strata: HashMap<SourceId, u8>,
+}
+
 /// The discipline loop and what it needs.
 pub struct Discipline {
     sync: Synchronizer,
@@ -138,6 +148,7 @@ pub struct Discipline {
     polls: HashMap<SourceId, tokio::sync::watch::Sender<i8>>,
     origin: Instant,
     synchronized: bool,
+    observed: tokio::sync::watch::Sender<Observed>,
 }
 
 impl std::fmt::Debug for Discipline {
@@ -169,6 +180,11 @@ impl Discipline {
             names.insert(h.id, h.name.clone());
             polls.insert(h.id, h.poll.clone());
         }
+        let observed = tokio::sync::watch::Sender::new(Observed {
+            sync: sync.status(),
+            servers: HashMap::new(),
+            strata: HashMap::new(),
+        });
         Self {
             sync,
             clock,
@@ -177,7 +193,13 @@ impl Discipline {
             polls,
             origin,
             synchronized: false,
+            observed,
         }
+    }
+
+    /// The loop's state for observers, updated after every event.
+    pub fn observe(&self) -> tokio::sync::watch::Receiver<Observed> {
+        self.observed.subscribe()
     }
 
     /// Runs until cancelled (Ok) or until a panic threshold is hit (Err).
@@ -202,6 +224,9 @@ impl Discipline {
         match event {
             SourceEvent::Measurement(id, m) => {
                 tracing::debug!(source = %self.name(id), offset = m.offset, delay = m.delay, "measurement");
+                self.observed.send_modify(|o| {
+                    o.strata.insert(id, m.stratum);
+                });
                 let actions = self.sync.measurement(sync_id(id), m);
                 for action in actions {
                     self.apply(action)?;
@@ -215,6 +240,9 @@ impl Discipline {
             }
             SourceEvent::Status(id, status) => match status {
                 SourceStatus::Polling { server } => {
+                    self.observed.send_modify(|o| {
+                        o.servers.insert(id, server);
+                    });
                     self.sync
                         .set_source_refid(sync_id(id), reference_id(server));
                 }
@@ -225,6 +253,9 @@ impl Discipline {
                     ..
                 } => {
                     tracing::info!(source = %self.name(id), %ntp_server, ?algorithm, cookies, "NTS key exchange done");
+                    self.observed.send_modify(|o| {
+                        o.servers.insert(id, ntp_server);
+                    });
                     self.sync
                         .set_source_refid(sync_id(id), reference_id(ntp_server));
                 }
@@ -273,6 +304,7 @@ impl Discipline {
             poll.send_if_modified(|p| std::mem::replace(p, want) != want);
         }
         self.publish(&status);
+        self.observed.send_modify(|o| o.sync = status.clone());
         if status.synchronized != self.synchronized {
             self.synchronized = status.synchronized;
             if status.synchronized {

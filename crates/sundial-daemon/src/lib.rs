@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod run;
 pub mod server;
 pub mod source;
+pub mod status;
 pub mod tls;

@@ -2,14 +2,14 @@
 //! `[observability] metrics-exporter-listen`, in the OpenMetrics text format.
 //!
 //! Two halves. [`encode`] turns a [`Snapshot`] (plain numbers, no atomics,
-//! no sockets) into the exposition text, so what a scrape shows is testable
-//! without a network. [`MetricsListener`] is a deliberately tiny HTTP/1.x
+//! no sockets; the very [`Status`] that `sundial status` shows, so the two
+//! never disagree) into the exposition text, so what a scrape shows is
+//! testable without a network. [`MetricsListener`] is a deliberately tiny HTTP/1.x
 //! responder: a scrape is one request per connection, so keep-alive,
 //! chunking and request bodies are not worth a web framework.
 //!
-//! Adding metrics (the NTS client's sources, for one): add a field to
-//! [`Snapshot`], fill it in [`Handles::snapshot`], and register the families
-//! in [`encode`]. The names of metrics ntpd-rs's exporter also has are kept
+//! Adding metrics: add a field to [`Status`] (crate::status), fill it in
+//! [`Handles::snapshot`], and register the families in [`encode`]. The names of metrics ntpd-rs's exporter also has are kept
 //! identical, so existing dashboards keep working.
 #![forbid(unsafe_code)]
 
@@ -17,8 +17,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode as encode_text;
@@ -32,9 +31,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::ntp::NtpStats;
-use crate::server::nts_ke::{KeListener, KeStats};
-use crate::tls::ReloadableCert;
+pub use crate::status::{Handles, KeHandle, KeServerSnapshot, NtpServerSnapshot};
+use crate::status::{SourceSnapshot, SourceState, Status};
 
 /// Scrapes served at once. Prometheus scrapes one connection at a time;
 /// the headroom is for a person with curl. Beyond it, connections wait in
@@ -55,163 +53,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// text format differently (counter names), so the type must say which.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The counters of one `[[server]]` listener at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NtpServerSnapshot {
-    /// The configured listen address (the `listen_address` label).
-    pub listen: SocketAddr,
-    pub received: u64,
-    /// Answered with time, without NTS.
-    pub plain: u64,
-    /// Answered with time, with NTS.
-    pub nts: u64,
-    /// Answered with an NTS NAK (a cookie we cannot open).
-    pub nts_nak: u64,
-    /// Answered with a DENY kiss.
-    pub deny: u64,
-    /// Answered with a RATE kiss.
-    pub rate: u64,
-    /// Dropped by a filter with action "ignore" or by `require-nts`.
-    pub ignored: u64,
-    /// Dropped as not a client request we answer (bad header, version, mode).
-    pub malformed: u64,
-    /// NTS requests dropped (unauthenticated, malformed NTS fields, no keys).
-    pub nts_dropped: u64,
-    pub send_errors: u64,
-}
-
-impl NtpServerSnapshot {
-    /// Reads the live counters. Each is read on its own, so a scrape racing
-    /// a packet may see `received` one ahead of the outcome counters.
-    #[must_use]
-    pub fn read(listen: SocketAddr, stats: &NtpStats) -> Self {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Self {
-            listen,
-            received: get(&stats.received),
-            plain: get(&stats.plain),
-            nts: get(&stats.nts),
-            nts_nak: get(&stats.nts_nak),
-            deny: get(&stats.deny),
-            rate: get(&stats.rate),
-            ignored: get(&stats.ignored),
-            malformed: get(&stats.malformed),
-            nts_dropped: get(&stats.nts_dropped),
-            send_errors: get(&stats.send_errors),
-        }
-    }
-}
-
-/// The counters of one `[[nts-ke-server]]` listener at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeServerSnapshot {
-    pub listen: SocketAddr,
-    pub handshakes_ok: u64,
-    pub responses: u64,
-    pub refused: u64,
-    pub failed_tls: u64,
-    pub failed_alpn: u64,
-    pub failed_bad_request: u64,
-    pub failed_timeout: u64,
-    pub failed_internal: u64,
-    pub accept_errors: u64,
-    /// Seconds from the snapshot to the served leaf certificate's
-    /// notAfter; negative once it has expired. `None` if it cannot be read.
-    pub certificate_expiry_seconds: Option<i64>,
-}
-
-impl KeServerSnapshot {
-    /// Reads the live counters; `now` is when the expiry is counted from.
-    #[must_use]
-    pub fn read(
-        listen: SocketAddr,
-        stats: &KeStats,
-        not_after: Option<SystemTime>,
-        now: SystemTime,
-    ) -> Self {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Self {
-            listen,
-            handshakes_ok: get(&stats.handshakes_ok),
-            responses: get(&stats.responses),
-            refused: get(&stats.refused),
-            failed_tls: get(&stats.failed_tls),
-            failed_alpn: get(&stats.failed_alpn),
-            failed_bad_request: get(&stats.failed_bad_request),
-            failed_timeout: get(&stats.failed_timeout),
-            failed_internal: get(&stats.failed_internal),
-            accept_errors: get(&stats.accept_errors),
-            certificate_expiry_seconds: not_after.map(|t| seconds_between(now, t)),
-        }
-    }
-}
-
-/// `to - from` in whole seconds, negative when `to` is earlier, saturating.
-fn seconds_between(from: SystemTime, to: SystemTime) -> i64 {
-    match to.duration_since(from) {
-        Ok(ahead) => i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX),
-        Err(behind) => i64::try_from(behind.duration().as_secs()).map_or(i64::MIN, |s| -s),
-    }
-}
-
-/// Everything one scrape shows, as plain values.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub ntp_servers: Vec<NtpServerSnapshot>,
-    pub nts_ke_servers: Vec<KeServerSnapshot>,
-}
-
-/// What an NTS-KE listener exposes to the metrics: its counters and the
-/// certificate it serves, read at each scrape because a reload may have
-/// replaced it.
-#[derive(Debug, Clone)]
-pub struct KeHandle {
-    pub listen: SocketAddr,
-    pub stats: Arc<KeStats>,
-    pub certificate: Arc<ReloadableCert>,
-}
-
-impl KeHandle {
-    /// The handle of a bound listener (before `run` consumes it).
-    #[must_use]
-    pub fn of(listener: &KeListener) -> Self {
-        Self {
-            listen: listener.local_addr(),
-            stats: listener.stats(),
-            certificate: listener.certificate_handle(),
-        }
-    }
-}
-
-/// The live state the endpoint reads at each scrape.
-#[derive(Debug, Clone, Default)]
-pub struct Handles {
-    /// Each `[[server]]`'s configured address and its counters.
-    pub ntp_servers: Vec<(SocketAddr, Arc<NtpStats>)>,
-    pub nts_ke_servers: Vec<KeHandle>,
-}
-
-impl Handles {
-    /// Reads every counter now.
-    #[must_use]
-    pub fn snapshot(&self, now: SystemTime) -> Snapshot {
-        Snapshot {
-            ntp_servers: self
-                .ntp_servers
-                .iter()
-                .map(|(listen, stats)| NtpServerSnapshot::read(*listen, stats))
-                .collect(),
-            nts_ke_servers: self
-                .nts_ke_servers
-                .iter()
-                .map(|ke| {
-                    let not_after = ke.certificate.leaf().map(|leaf| leaf.not_after);
-                    KeServerSnapshot::read(ke.listen, &ke.stats, not_after, now)
-                })
-                .collect(),
-        }
-    }
-}
+/// Everything one scrape shows: the same snapshot `sundial status` reads.
+pub type Snapshot = Status;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenLabel {
@@ -259,11 +102,272 @@ fn counters<T>(
 /// numbers per scrape is cheaper than keeping two sets in step.
 pub fn encode(snapshot: &Snapshot) -> Result<String, fmt::Error> {
     let mut registry = Registry::default();
+    encode_system(&mut registry, snapshot);
+    encode_sources(&mut registry, &snapshot.sources);
     encode_ntp_servers(&mut registry, &snapshot.ntp_servers);
     encode_nts_ke_servers(&mut registry, &snapshot.nts_ke_servers);
     let mut out = String::new();
     encode_text(&mut out, &registry)?;
     Ok(out)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// ntpd-rs's source labels: the name, the address polled, the id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    name: String,
+    address: String,
+    id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceStateLabels {
+    name: String,
+    address: String,
+    id: String,
+    state: &'static str,
+}
+
+fn source_labels(s: &SourceSnapshot) -> SourceLabels {
+    SourceLabels {
+        name: s.name.clone(),
+        address: s.address.map(|a| a.to_string()).unwrap_or_default(),
+        id: s.id.to_string(),
+    }
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Registers one unlabelled gauge.
+fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>, value: f64) {
+    let g = FloatGauge::default();
+    g.set(value);
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, g),
+        None => registry.register(name, help, g),
+    }
+}
+
+/// ntpd-rs's system metrics where we have the number (same names), and
+/// ours (`sundial_`) for what ntpd-rs does not export. Not exported:
+/// ntpd-rs's accumulated steps and the deprecated system poll interval.
+fn encode_system(registry: &mut Registry, status: &Status) {
+    let uptime = Family::<VersionLabel, FloatGauge>::default();
+    uptime
+        .get_or_create(&VersionLabel {
+            version: status.version.clone(),
+        })
+        .set(status.uptime_seconds);
+    registry.register_with_unit(
+        "ntp_uptime",
+        "Time that the ntp daemon is running",
+        Unit::Seconds,
+        uptime,
+    );
+    let system = &status.system;
+    gauge(
+        registry,
+        "ntp_system_stratum",
+        "Stratum of our clock",
+        None,
+        f64::from(system.stratum),
+    );
+    gauge(
+        registry,
+        "ntp_system_leap_indicator",
+        "Indicates that a leap second will take place",
+        None,
+        f64::from(system.leap.indicator()),
+    );
+    gauge(
+        registry,
+        "ntp_system_root_delay",
+        "Distance to the closest root time source",
+        Some(Unit::Seconds),
+        system.root_delay_seconds,
+    );
+    gauge(
+        registry,
+        "ntp_system_root_dispersion",
+        "Estimate of how precise our time is",
+        Some(Unit::Seconds),
+        system.root_dispersion_seconds,
+    );
+    gauge(
+        registry,
+        "sundial_system_synchronized",
+        "1 while the clock is synchronized (or a local clock below stratum 16 is served), else 0",
+        None,
+        if system.synchronized { 1.0 } else { 0.0 },
+    );
+    gauge(
+        registry,
+        "sundial_system_offset",
+        "Last combined offset of the sources from our clock",
+        Some(Unit::Seconds),
+        system.offset_seconds,
+    );
+    gauge(
+        registry,
+        "sundial_system_frequency_ppm",
+        "Frequency correction in force, parts per million",
+        None,
+        system.frequency_ppm,
+    );
+}
+
+/// Which number of a source's snapshot a gauge shows.
+type SourceValue = fn(&SourceSnapshot) -> f64;
+/// Which counter of a source's snapshot a counter shows.
+type SourceCount = fn(&SourceSnapshot) -> u64;
+
+/// Per-source gauges with ntpd-rs's labels (`name`, `address`, `id`).
+fn encode_sources(registry: &mut Registry, sources: &[SourceSnapshot]) {
+    let table: [(&str, &str, Option<Unit>, SourceValue); 7] = [
+        (
+            "ntp_source_poll_interval",
+            "Time between polls of the source",
+            Some(Unit::Seconds),
+            |s| 2f64.powi(i32::from(s.poll_exponent)),
+        ),
+        (
+            "ntp_source_unanswered_polls",
+            "Number of polls since the last successful poll with a maximum of eight",
+            None,
+            |s| s.unanswered_polls.min(8) as f64,
+        ),
+        (
+            "ntp_source_offset",
+            "Offset between the upstream source and system time",
+            Some(Unit::Seconds),
+            |s| s.offset_seconds,
+        ),
+        (
+            "ntp_source_delay",
+            "Current round-trip delay to the upstream source",
+            Some(Unit::Seconds),
+            |s| s.delay_seconds,
+        ),
+        (
+            "sundial_source_jitter",
+            "Jitter of the source's recent offsets",
+            Some(Unit::Seconds),
+            |s| s.jitter_seconds,
+        ),
+        (
+            "sundial_source_reach",
+            "Reach register: one bit per poll, newest lowest (chronyc shows it in octal)",
+            None,
+            |s| f64::from(s.reach),
+        ),
+        (
+            "sundial_source_stratum",
+            "Stratum of the source's last answer (16 before any)",
+            None,
+            |s| f64::from(s.stratum.unwrap_or(16)),
+        ),
+    ];
+    for (name, help, unit, value) in table {
+        let family = Family::<SourceLabels, FloatGauge>::default();
+        for s in sources {
+            family.get_or_create(&source_labels(s)).set(value(s));
+        }
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit, family),
+            None => registry.register(name, help, family),
+        }
+    }
+    let counter_table: [(&str, &str, SourceCount); 6] = [
+        (
+            "sundial_source_requests",
+            "Requests sent to the source",
+            |s| s.counters.requests,
+        ),
+        (
+            "sundial_source_samples",
+            "Answers believed and handed to the synchronizer",
+            |s| s.counters.samples,
+        ),
+        (
+            "sundial_source_unauthenticated_responses",
+            "NTS answers that did not verify (forged, tampered or plain)",
+            |s| s.counters.unauthenticated,
+        ),
+        (
+            "sundial_source_nts_naks",
+            "NTS NAKs: the server no longer opens our cookies",
+            |s| s.counters.nts_naks,
+        ),
+        (
+            "sundial_source_nts_key_exchanges",
+            "Successful NTS key exchanges with the source",
+            |s| s.counters.key_exchanges,
+        ),
+        (
+            "sundial_source_nts_key_exchange_failures",
+            "Failed NTS key exchanges with the source",
+            |s| s.counters.key_exchange_failures,
+        ),
+    ];
+    for (name, help, value) in counter_table {
+        let family = CounterFamily::<SourceLabels>::default();
+        for s in sources {
+            family.get_or_create(&source_labels(s)).inc_by(value(s));
+        }
+        registry.register(name, help, family);
+    }
+    // Only NTS sources have a jar: a plain source shows no sample rather
+    // than a misleading 0.
+    let cookies = Family::<SourceLabels, FloatGauge>::default();
+    for s in sources {
+        if let Some(n) = s.nts_cookies {
+            cookies.get_or_create(&source_labels(s)).set(n as f64);
+        }
+    }
+    registry.register(
+        "sundial_source_nts_cookies",
+        "NTS cookies left in the source's jar (8 when full)",
+        cookies,
+    );
+    // A state set: 1 for the state the source is in, 0 for the others.
+    let states = Family::<SourceStateLabels, FloatGauge>::default();
+    for s in sources {
+        let l = source_labels(s);
+        for state in [
+            SourceState::Selected,
+            SourceState::Candidate,
+            SourceState::Falseticker,
+            SourceState::Unusable,
+        ] {
+            let key = SourceStateLabels {
+                name: l.name.clone(),
+                address: l.address.clone(),
+                id: l.id.clone(),
+                state: state_name(state),
+            };
+            states
+                .get_or_create(&key)
+                .set(if s.state == state { 1.0 } else { 0.0 });
+        }
+    }
+    registry.register(
+        "sundial_source_state",
+        "The source's part in the last selection: selected, candidate, falseticker, unusable",
+        states,
+    );
+}
+
+fn state_name(state: SourceState) -> &'static str {
+    match state {
+        SourceState::Selected => "selected",
+        SourceState::Candidate => "candidate",
+        SourceState::Falseticker => "falseticker",
+        SourceState::Unusable => "unusable",
+    }
 }
 
 /// Which number of a listener's snapshot a metric shows.
@@ -591,14 +695,6 @@ fn response(status: &str, content_type: &str, body: &str, head_only: bool) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expiry_counts_down_and_goes_negative() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(seconds_between(t, t + Duration::from_secs(90)), 90);
-        assert_eq!(seconds_between(t, t - Duration::from_secs(90)), -90);
-        assert_eq!(seconds_between(t, t), 0);
-    }
 
     #[test]
     fn an_empty_snapshot_still_ends_in_eof() {

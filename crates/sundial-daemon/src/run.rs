@@ -27,6 +27,7 @@ use crate::metrics::{self, MetricsStartError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
 use crate::server::nts_ke::{self, Announce, KeStartError};
 use crate::source;
+use crate::status::{self, KeyRole, StatusStartError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ pub enum RunError {
     NtsKe(#[from] KeStartError),
     #[error(transparent)]
     Metrics(#[from] MetricsStartError),
+    #[error(transparent)]
+    Status(#[from] StatusStartError),
     #[error(
         "[[nts-ke-server]] {0}: the [[server]] sections listen on several ports ({1}); set ntp-port to the one to announce"
     )]
@@ -105,6 +108,7 @@ fn clock(config: &Config, observe: bool) -> Arc<dyn Clock> {
 
 /// Runs until SIGTERM or SIGINT; returns once every task has stopped.
 pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
+    let started = Instant::now();
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -120,7 +124,19 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     // With sources, what the NTP server says about our time comes from the
     // discipline; without, from local-stratum.
     let mut sources = None;
+    let mut observed = status::Handles {
+        started: Some(started),
+        observe_only: observe || config.clock.observe_only,
+        ..status::Handles::default()
+    };
     let state = if config.sources.is_empty() {
+        observed.local = Some(status::LocalClock {
+            stratum: config.synchronization.local_stratum,
+            reference_id: config
+                .synchronization
+                .reference_id
+                .map_or(*b"LOCL", |r| r.0),
+        });
         state_fn(&config)
     } else {
         let origin = Instant::now();
@@ -143,6 +159,8 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
             frequency,
             origin,
         );
+        observed.sources = running.handles.iter().map(status::SourceInfo::of).collect();
+        observed.discipline = Some(discipline.observe());
         sources = Some((
             running.tasks,
             tokio::spawn(discipline.run(events_rx, cancel.clone())),
@@ -157,16 +175,28 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     for ke in &config.nts_ke_servers {
         ke_listeners.push(nts_ke::bind(ke, announce(&config, ke)?).await?);
     }
+    // ntp_listeners is built from config.servers, in order.
+    observed.ntp_servers = (config.servers.iter().zip(&ntp_listeners))
+        .map(|(server, listener)| (server.listen, listener.stats()))
+        .collect();
+    observed.nts_ke_servers = ke_listeners.iter().map(status::KeHandle::of).collect();
+    observed.keyset = keys.as_ref().map(|store| status::KeysetHandle {
+        keys: store.shared(),
+        path: store.path().map(std::path::Path::to_owned),
+        role: if owner {
+            KeyRole::Owner
+        } else {
+            KeyRole::Reader
+        },
+    });
     if let Some(addr) = config.observability.metrics_exporter_listen {
-        let handles = metrics::Handles {
-            // ntp_listeners is built from config.servers, in order.
-            ntp_servers: (config.servers.iter().zip(&ntp_listeners))
-                .map(|(server, listener)| (server.listen, listener.stats()))
-                .collect(),
-            nts_ke_servers: ke_listeners.iter().map(metrics::KeHandle::of).collect(),
-        };
+        let handles = observed.clone();
         let exporter = metrics::bind(addr).await?;
         tasks.spawn(exporter.run(move || handles.snapshot(SystemTime::now()), cancel.clone()));
+    }
+    if let Some(path) = &config.observability.observation_path {
+        let listener = status::bind(path, config.observability.observation_permissions)?;
+        tasks.spawn(listener.run(move || observed.snapshot(SystemTime::now()), cancel.clone()));
     }
 
     for listener in ntp_listeners {

@@ -1,6 +1,6 @@
 //! The Prometheus endpoint on loopback: what a scrape returns for known
-//! counters, what other requests get, and that a client that says nothing
-//! is closed.
+//! counters, sources and system state, what other requests get, and that a
+//! client that says nothing is closed.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,9 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{CertificateParams, KeyPair};
+use std::collections::HashMap;
+
+use sundial_daemon::config::SourceMode;
+use sundial_daemon::discipline::Observed;
 use sundial_daemon::metrics::{self, CONTENT_TYPE, Handles, KeHandle};
 use sundial_daemon::server::ntp::NtpStats;
 use sundial_daemon::server::nts_ke::KeStats;
+use sundial_daemon::source::{SourceId, SourceStats};
+use sundial_daemon::status::SourceInfo;
+use sundial_sync::{Leap, SourceState, SourceStatus, SyncStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -145,6 +152,7 @@ async fn a_scrape_shows_every_server_counter_with_ntpd_rs_names() {
     let running = start(Handles {
         ntp_servers: vec![(listen, ntp_stats())],
         nts_ke_servers: vec![ke],
+        ..Handles::default()
     })
     .await;
 
@@ -246,7 +254,7 @@ async fn counters_are_read_at_each_scrape() {
     let stats = ntp_stats();
     let running = start(Handles {
         ntp_servers: vec![("127.0.0.1:123".parse().unwrap(), Arc::clone(&stats))],
-        nts_ke_servers: Vec::new(),
+        ..Handles::default()
     })
     .await;
     let series = "ntp_server_received_packets_total{listen_address=\"127.0.0.1:123\"}";
@@ -331,6 +339,145 @@ async fn a_busy_address_is_named_in_the_error() {
         err.to_string()
             .starts_with(&format!("metrics endpoint {}: ", running.addr)),
         "{err}"
+    );
+    running.stop().await;
+}
+
+/// Two sources as the discipline would report them: an NTS source that is
+/// the system peer, and a plain one that is a falseticker.
+fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
+    let nts = SourceStats::default();
+    set(&nts.cookies, 7);
+    set(&nts.reach, 0o377);
+    set(&nts.requests, 12);
+    set(&nts.samples, 11);
+    set(&nts.key_exchanges, 1);
+    let plain = SourceStats::default();
+    set(&plain.reach, 0o17);
+    set(&plain.unanswered, 2);
+    let infos = vec![
+        SourceInfo {
+            id: SourceId(0),
+            name: "nts time.example:4460".to_owned(),
+            mode: SourceMode::Nts,
+            stats: Arc::new(nts),
+        },
+        SourceInfo {
+            id: SourceId(1),
+            name: "server 192.0.2.9:123".to_owned(),
+            mode: SourceMode::Server,
+            stats: Arc::new(plain),
+        },
+    ];
+    let source = |id, state, offset| SourceStatus {
+        id: sundial_sync::SourceId(id),
+        state,
+        offset,
+        delay: 0.002,
+        jitter: 0.0005,
+        reach: 0xff,
+        poll: 6,
+    };
+    let observed = Observed {
+        sync: SyncStatus {
+            synchronized: true,
+            reason: None,
+            stratum: 2,
+            reference_id: [192, 0, 2, 1],
+            root_delay: 0.004,
+            root_dispersion: 0.001,
+            leap: Leap::None,
+            offset: -0.00025,
+            frequency_ppm: 12.5,
+            sources: vec![
+                source(0, SourceState::Selected, -0.00025),
+                source(1, SourceState::Falseticker, 0.75),
+            ],
+        },
+        servers: HashMap::from([
+            (SourceId(0), "192.0.2.1:123".parse().unwrap()),
+            (SourceId(1), "192.0.2.9:123".parse().unwrap()),
+        ]),
+        strata: HashMap::from([(SourceId(0), 1), (SourceId(1), 3)]),
+    };
+    (infos, tokio::sync::watch::Sender::new(observed))
+}
+
+#[tokio::test]
+async fn sources_and_the_system_have_ntpd_rs_names() {
+    let (infos, observed) = sources();
+    let running = start(Handles {
+        sources: infos,
+        discipline: Some(observed.subscribe()),
+        ..Handles::default()
+    })
+    .await;
+    let (_, body) = get(running.addr, "/metrics").await;
+
+    let nts = "{name=\"nts time.example:4460\",address=\"192.0.2.1:123\",id=\"0\"}";
+    let plain = "{name=\"server 192.0.2.9:123\",address=\"192.0.2.9:123\",id=\"1\"}";
+    let value = |series: String| -> f64 { sample(&body, &series).parse().unwrap() };
+    assert_eq!(value(format!("ntp_source_offset_seconds{nts}")), -0.00025);
+    assert_eq!(value(format!("ntp_source_offset_seconds{plain}")), 0.75);
+    assert_eq!(value(format!("ntp_source_delay_seconds{nts}")), 0.002);
+    assert_eq!(value(format!("sundial_source_jitter_seconds{nts}")), 0.0005);
+    assert_eq!(
+        value(format!("ntp_source_poll_interval_seconds{nts}")),
+        64.0
+    );
+    assert_eq!(value(format!("ntp_source_unanswered_polls{plain}")), 2.0);
+    assert_eq!(value(format!("sundial_source_reach{nts}")), 255.0);
+    assert_eq!(value(format!("sundial_source_stratum{plain}")), 3.0);
+    assert_eq!(value(format!("sundial_source_nts_cookies{nts}")), 7.0);
+    assert!(
+        !body.contains(&format!("sundial_source_nts_cookies{plain}")),
+        "a plain source has no jar:\n{body}"
+    );
+    assert_eq!(value(format!("sundial_source_requests_total{nts}")), 12.0);
+    assert_eq!(
+        value(format!("sundial_source_nts_key_exchanges_total{nts}")),
+        1.0
+    );
+    let state = |labels: &str, s: &str| {
+        let labels = labels.trim_end_matches('}');
+        value(format!("sundial_source_state{labels},state=\"{s}\"}}"))
+    };
+    assert_eq!(state(nts, "selected"), 1.0);
+    assert_eq!(state(nts, "candidate"), 0.0);
+    assert_eq!(state(plain, "falseticker"), 1.0);
+    assert_eq!(state(plain, "selected"), 0.0);
+
+    assert_eq!(value("ntp_system_stratum".to_owned()), 2.0);
+    assert_eq!(value("ntp_system_leap_indicator".to_owned()), 0.0);
+    assert_eq!(value("ntp_system_root_delay_seconds".to_owned()), 0.004);
+    assert_eq!(
+        value("ntp_system_root_dispersion_seconds".to_owned()),
+        0.001
+    );
+    assert_eq!(value("sundial_system_synchronized".to_owned()), 1.0);
+    assert_eq!(value("sundial_system_offset_seconds".to_owned()), -0.00025);
+    assert_eq!(value("sundial_system_frequency_ppm".to_owned()), 12.5);
+    for family in [
+        "ntp_source_offset_seconds",
+        "ntp_system_stratum",
+        "sundial_source_nts_cookies",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {family} gauge\n")),
+            "{family} not a gauge:\n{body}"
+        );
+    }
+
+    // The discipline moves on; the next scrape follows.
+    observed.send_modify(|o| o.sync.sources[0].state = SourceState::Candidate);
+    let (_, body) = get(running.addr, "/metrics").await;
+    let labels = nts.trim_end_matches('}');
+    assert_eq!(
+        sample(
+            &body,
+            &format!("sundial_source_state{labels},state=\"candidate\"}}")
+        ),
+        "1.0"
     );
     running.stop().await;
 }

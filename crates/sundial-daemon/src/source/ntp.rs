@@ -209,6 +209,7 @@ pub(crate) async fn run_polls(
         let stats = assoc.stats();
         ctx.stats.add(&last_stats, &stats);
         last_stats = stats;
+        ctx.stats.observe(assoc);
         if let Some(exit) = exit {
             return exit;
         }

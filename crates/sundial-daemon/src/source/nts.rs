@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::source::Association;
@@ -77,6 +78,10 @@ pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Targe
         };
         warned = false;
         ctx.stats.key_exchanges.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH);
+        ctx.stats
+            .last_key_exchange
+            .store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
 
         let ntp = HostPort {
             host: outcome.ntp_host.clone(),
