@@ -13,6 +13,29 @@ fn default_accept_ntp_versions() -> Vec<u8> {
     vec![3, 4]
 }
 
+fn default_rate_limiting_burst() -> u32 {
+    1
+}
+
+fn default_rate_limiting_ipv4_prefix() -> u8 {
+    32
+}
+
+fn default_rate_limiting_ipv6_prefix() -> u8 {
+    64
+}
+
+/// What happens to a request over its client's rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateLimitAction {
+    /// Answer with a RATE kiss-o'-death (RFC 5905 7.4), no time.
+    #[default]
+    Kiss,
+    /// Drop silently: nothing to reflect at a spoofed victim.
+    Ignore,
+}
+
 /// One NTP listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -26,6 +49,20 @@ pub struct ServerConfig {
     /// 0 disables rate limiting.
     #[serde(default)]
     pub rate_limiting_cutoff_ms: u64,
+    /// Requests one client may send back to back before the cutoff
+    /// spacing applies (default 1: ntpd-rs's behaviour).
+    #[serde(default = "default_rate_limiting_burst")]
+    pub rate_limiting_burst: u32,
+    /// IPv4 clients are rate limited per prefix of this length (default 32).
+    #[serde(default = "default_rate_limiting_ipv4_prefix")]
+    pub rate_limiting_ipv4_prefix: u8,
+    /// IPv6 clients are rate limited per prefix of this length (default 64:
+    /// one host usually holds a whole /64).
+    #[serde(default = "default_rate_limiting_ipv6_prefix")]
+    pub rate_limiting_ipv6_prefix: u8,
+    /// What a client over its rate gets: a RATE kiss (default) or nothing.
+    #[serde(default)]
+    pub rate_limiting_action: RateLimitAction,
     /// Only these subnets are served; others get `action`.
     #[serde(default)]
     pub allowlist: Option<FilterList>,
@@ -42,6 +79,24 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub(crate) fn check(&self, at: &KeyPath, problems: &mut Vec<Problem>) {
+        if self.rate_limiting_burst == 0 {
+            problems.push(Problem::new(
+                at.key("rate-limiting-burst"),
+                "the burst must be at least 1 request",
+            ));
+        }
+        if self.rate_limiting_ipv4_prefix > 32 {
+            problems.push(Problem::new(
+                at.key("rate-limiting-ipv4-prefix"),
+                "an IPv4 prefix is 0 to 32 bits",
+            ));
+        }
+        if self.rate_limiting_ipv6_prefix > 128 {
+            problems.push(Problem::new(
+                at.key("rate-limiting-ipv6-prefix"),
+                "an IPv6 prefix is 0 to 128 bits",
+            ));
+        }
         check_versions(
             &self.accept_ntp_versions,
             &[3, 4, 5],
