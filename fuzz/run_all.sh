@@ -24,8 +24,8 @@ for t in "${targets[@]}"; do
     log="$log_dir/$t.log"
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    cov=$(grep -E '^#[0-9]+ +DONE' "$log" | grep -o 'cov: [0-9]*' | tail -1 || true)
-    ft=$(grep -E '^#[0-9]+ +DONE' "$log" | grep -o 'ft: [0-9]*' | tail -1 || true)
+    cov=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | grep -o 'cov: [0-9]*' | tail -1 || true)
+    ft=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | grep -o 'ft: [0-9]*' | tail -1 || true)
     crash=$(grep -l -E 'panicked|deadly signal|ERROR: libFuzzer' "$log" >/dev/null && echo CRASH || echo none)
     echo "$t execs=$execs exec/s=$rate $cov $ft finding=$crash"
 done

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+mod status;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,9 @@ enum Command {
     /// Make a private CA and a server certificate it signs, for an NTS
     /// server without a public certificate.
     Ca(ca::CaArgs),
+    /// Show what the running daemon is doing: sources, servers, keys
+    /// (read from its observation socket).
+    Status(status::StatusArgs),
 }
 
 /// Exit status for a configuration that does not load.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Command::Status(args) => status::run(&args),
         Command::Ca(args) => match ca::run(&args, &mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {
