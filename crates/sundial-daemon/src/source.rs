@@ -148,7 +148,8 @@ impl SourceStats {
     fn observe(&self, assoc: &sundial_proto::source::Association) {
         let cookies = u64::try_from(assoc.cookies()).unwrap_or(u64::MAX);
         self.cookies.store(cookies, Ordering::Relaxed);
-        self.reach.store(u64::from(assoc.reach()), Ordering::Relaxed);
+        self.reach
+            .store(u64::from(assoc.reach()), Ordering::Relaxed);
         self.unanswered
             .store(u64::from(assoc.unanswered()), Ordering::Relaxed);
     }
