@@ -99,6 +99,7 @@ impl KeyStore {
             }
             Err(source) => return Err(KeyStoreError::Read { path, source }),
         };
+        remove_stale_temporaries(&path);
         dirty |= keyset.rotate_if_due(now, &mut rng);
         if dirty {
             write_atomically(&path, &keyset.encode()).map_err(|source| KeyStoreError::Write {
@@ -224,6 +225,40 @@ fn read_keyset(path: &Path, settings: KeySetConfig) -> Result<KeySet, KeyStoreEr
     })
 }
 
+/// Removes the temporary files of writes that a crash (kill -9, power loss)
+/// cut short: each carries the pid of the process that wrote it, so without
+/// this every crash during a store would leave one behind for good. Only
+/// the owner calls this, before it writes again; failures are harmless.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".tmp.");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        if file_name.to_string_lossy().starts_with(&prefix) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(file = %entry.path().display(), "removed a key file left half-written by a crash")
+                }
+                Err(e) => {
+                    tracing::debug!(file = %entry.path().display(), error = %e, "cannot remove a stale temporary key file")
+                }
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` so that a crash at any point leaves either the
 /// old file or the new one, never a mix; mode 0600.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -332,6 +367,42 @@ mod tests {
             owner.shared().read().unwrap().current_id()
         );
         assert_eq!(fs::read(&path).unwrap(), before);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn temporaries_left_by_a_crash_are_removed_at_start() {
+        let dir = temp_dir("stale-tmp");
+        let path = dir.join("ntskeys");
+        let _ = KeyStore::open(&config(&path)).unwrap();
+        let stale = dir.join("ntskeys.tmp.99999");
+        fs::write(&stale, b"half a keyset").unwrap();
+        let other = dir.join("unrelated.tmp.1");
+        fs::write(&other, b"not ours").unwrap();
+        let _ = KeyStore::open(&config(&path)).unwrap();
+        assert!(!stale.exists());
+        assert!(other.exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_store_keeps_the_rotated_keys_in_memory() {
+        let dir = temp_dir("store-fails");
+        let path = dir.join("keys/ntskeys");
+        let store = KeyStore::open(&KeysetConfig {
+            key_rotation_interval: 1,
+            ..config(&path)
+        })
+        .unwrap();
+        let before = store.shared().read().unwrap().current_id();
+        // The key directory becomes a file: every later store fails, as
+        // on a read-only or full disk (chmod does not stop root).
+        fs::remove_dir_all(dir.join("keys")).unwrap();
+        fs::write(dir.join("keys"), b"").unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        let _ = store.rotate_now();
+        let after = store.shared().read().unwrap().current_id();
+        assert_ne!(before, after, "rotated in memory despite the failed store");
         let _ = fs::remove_dir_all(&dir);
     }
 
