@@ -6,6 +6,7 @@ pub mod discipline;
 pub mod file_stamp;
 pub mod keystore;
 pub mod metrics;
+pub mod oneshot;
 pub mod run;
 pub mod server;
 pub mod source;

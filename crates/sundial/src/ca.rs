@@ -269,6 +269,22 @@ fn generate(names: &Names, days: u32, now: OffsetDateTime) -> Result<Vec<Output>
     ])
 }
 
+/// The same CA and server certificate for `hostname` (and `ips`), as
+/// `(file name, PEM, mode)`, for `sundial demo`, which writes them into its
+/// own temporary directory.
+pub(crate) fn generate_pem(
+    hostname: &str,
+    ips: &[IpAddr],
+    days: u32,
+) -> Result<Vec<(&'static str, String, u32)>, CaError> {
+    let names = Names::new(hostname, ips)?;
+    let files = generate(&names, days, OffsetDateTime::now_utc())?;
+    Ok(files
+        .into_iter()
+        .map(|f| (f.name, f.contents, f.mode))
+        .collect())
+}
+
 /// Creates `dir` (mode 0700, parents as needed) unless it exists; returns
 /// its absolute path for the config lines.
 fn prepare_dir(dir: &Path) -> Result<PathBuf, CaError> {

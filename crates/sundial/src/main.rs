@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+mod demo;
+mod query;
 mod status;
 
 use std::io::{IsTerminal, Write};
@@ -44,6 +46,14 @@ enum Command {
     /// Show what the running daemon is doing: sources, servers, keys
     /// (read from its observation socket).
     Status(status::StatusArgs),
+    /// Ask one server for the time, once: NTS key exchange, then one
+    /// NTS-protected NTP exchange (or plain NTP with --ntp), and show what
+    /// it said. Never changes the clock.
+    Query(query::QueryArgs),
+    /// See NTS work on this machine: a throwaway NTS server on 127.0.0.1
+    /// and a client of it, for a few seconds. Needs no config, no network,
+    /// never changes the clock.
+    Demo(demo::DemoArgs),
 }
 
 /// Exit status for a configuration that does not load.
@@ -58,7 +68,9 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Command::Query(args) => query::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Ca(args) => match ca::run(&args, &mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {
