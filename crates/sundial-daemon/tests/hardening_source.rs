@@ -198,12 +198,12 @@ async fn hostile_key_exchange_responses_are_refused_with_a_clear_error() {
     let cases: Vec<(&str, Script, &str)> = vec![
         (
             "response that never ends",
-            Script::SendAndStall(response(&[cookie.clone()], false)),
+            Script::SendAndStall(response(std::slice::from_ref(&cookie), false)),
             "did not finish within",
         ),
         (
             "response closed without End of Message",
-            Script::SendAndClose(response(&[cookie.clone()], false)),
+            Script::SendAndClose(response(std::slice::from_ref(&cookie), false)),
             "End of Message",
         ),
         (
@@ -221,7 +221,7 @@ async fn hostile_key_exchange_responses_are_refused_with_a_clear_error() {
                     encode(&[Record::critical(RecordBody::Warning(WarningCode::Unknown(
                         9,
                     )))]),
-                    response(&[cookie.clone()], true),
+                    response(std::slice::from_ref(&cookie), true),
                 ]
                 .concat(),
             ),

@@ -158,9 +158,7 @@ impl RateLimiter {
         let key = self.key(ip);
         let bucket = (self.hasher.hash_one(key) % self.buckets as u64) as usize;
         let start = bucket * WAYS;
-        let Some(ways) = self.slots.get_mut(start..start + WAYS) else {
-            return None;
-        };
+        let ways = self.slots.get_mut(start..start + WAYS)?;
         let index = match ways.iter().position(|s| s.is_some_and(|s| s.key == key)) {
             Some(i) => i,
             None => {
