@@ -228,7 +228,14 @@ async fn query(args: &QueryArgs) -> Report {
     } = match ke {
         Ok(ke) => ke,
         Err(e) => {
-            report.failure = Some(ke_failure(&e));
+            let mut failure = ke_failure(&e);
+            if matches!(e, KeError::Certificate { .. }) && args.ca.is_none() {
+                // The usual cause for a newcomer: a server with a private CA.
+                failure.message.push_str(
+                    " (if the server's certificate comes from a private CA, pass that CA with --ca FILE)",
+                );
+            }
+            report.failure = Some(failure);
             return report;
         }
     };
