@@ -74,17 +74,14 @@ fn fetch_and_show(args: &StatusArgs, out: &mut impl Write) -> Result<(), StatusE
     let bytes = fetch(&socket)?;
     let status: Status =
         serde_json::from_slice(&bytes).map_err(|e| StatusError::Parse(socket.clone(), e))?;
-    let written = if args.json {
+    if args.json {
         // Pretty, but exactly the daemon's fields and values.
-        serde_json::to_string_pretty(&status)
-            .map_err(|e| StatusError::Parse(socket.clone(), e))
-            .and_then(|text| {
-                writeln!(out, "{text}").map_err(|e| StatusError::Io(socket.clone(), e))
-            })
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|e| StatusError::Parse(socket.clone(), e))?;
+        writeln!(out, "{text}").map_err(|e| StatusError::Io(socket, e))
     } else {
-        render(&status, unix_now(), out).map_err(|e| StatusError::Io(socket.clone(), e))
-    };
-    written
+        render(&status, unix_now(), out).map_err(|e| StatusError::Io(socket, e))
+    }
 }
 
 /// `--socket`, else the config's observation-path.
