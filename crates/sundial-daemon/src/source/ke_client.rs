@@ -32,7 +32,7 @@ pub struct KeOutcome {
     pub cookies: Vec<Vec<u8>>,
     pub algorithm: AeadAlgorithm,
     /// The NTP server to poll: the Server Negotiation record, else the KE
-    /// host.
+    /// server's IP address.
     pub ntp_host: String,
     /// The Port Negotiation record, else 123.
     pub ntp_port: u16,
@@ -204,7 +204,10 @@ async fn exchange(
         keys,
         cookies: response.cookies,
         algorithm: response.algorithm,
-        ntp_host: response.server.unwrap_or_else(|| host.to_owned()),
+        // RFC 8915 4.1.7: no Server record means the NTP server is at the
+        // KE server's own IP address, not whatever the name resolves to now
+        // (it may resolve to another address, or another family, first).
+        ntp_host: response.server.unwrap_or_else(|| ke_addr.ip().to_string()),
         ntp_port: response.port.unwrap_or(NTP_PORT),
         ke_addr,
     })
