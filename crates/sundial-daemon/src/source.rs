@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use backoff::RetryBackoff;
-pub use ke_client::{KeError, KeOutcome, key_exchange};
+pub use ke_client::{KeError, KeOutcome, KeReport, key_exchange, key_exchange_report};
+pub use ntp::NtpSocket;
 
 use crate::config::{Config, HostPort, PollIntervalLimits, SourceConfig, SourceMode};
 

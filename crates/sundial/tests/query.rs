@@ -147,7 +147,8 @@ fn query_sundial_server() {
         "TLS 1.3",
         "AEAD_AES_SIV_CMAC_",
         "cookies          8 of",
-        &format!("NTP server       localhost:{ntp_port}"),
+        // No Server record: the KE server's own address (RFC 8915 4.1.7).
+        &format!("NTP server       127.0.0.1:{ntp_port}"),
         "CN=localhost (server)",
         "localhost, 127.0.0.1, ::1",
         "CN=sundial test CA (issuer)",

@@ -113,8 +113,22 @@ impl KeError {
     }
 }
 
+/// A key exchange and the TLS session it ran in, for a person checking a
+/// server (`sundial query`): which certificates it presented, and how.
+#[derive(Debug)]
+pub struct KeReport {
+    pub outcome: KeOutcome,
+    /// The chain the server presented, leaf first (DER).
+    pub peer_certificates: Vec<CertificateDer<'static>>,
+    /// `TLS 1.3` (the only version NTS-KE allows).
+    pub tls_version: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher_suite: String,
+}
+
 /// Runs one key exchange with `host:port`. `extra_roots` is the source's
-/// `certificate-authority`: trusted in addition to the system roots.
+/// `certificate-authority`: trusted in addition to the system roots (or
+/// pinned, see `trust.rs`).
 pub async fn key_exchange(
     host: &str,
     port: u16,
@@ -122,6 +136,20 @@ pub async fn key_exchange(
     timeout: Duration,
     aead_preference: &[AeadAlgorithm],
 ) -> Result<KeOutcome, KeError> {
+    key_exchange_report(host, port, extra_roots, timeout, aead_preference)
+        .await
+        .map(|report| report.outcome)
+}
+
+/// As [`key_exchange`], keeping the TLS details. `timeout` covers DNS, TCP,
+/// TLS and the records.
+pub async fn key_exchange_report(
+    host: &str,
+    port: u16,
+    extra_roots: Option<&Path>,
+    timeout: Duration,
+    aead_preference: &[AeadAlgorithm],
+) -> Result<KeReport, KeError> {
     // Configuration problems are reported even when the network is down.
     let config = client_config(extra_roots)?;
     let name = ServerName::try_from(host.to_owned()).map_err(|_| KeError::ServerName {
@@ -142,7 +170,7 @@ async fn exchange(
     name: ServerName<'static>,
     config: Arc<ClientConfig>,
     aead_preference: &[AeadAlgorithm],
-) -> Result<KeOutcome, KeError> {
+) -> Result<KeReport, KeError> {
     let (tcp, ke_addr) = connect(host, port).await?;
     let tls_error = |source: io::Error| classify_tls(host, source);
     let mut tls = TlsConnector::from(config)
@@ -197,19 +225,37 @@ async fn exchange(
         },
     )
     .map_err(|e| protocol_error(format!("key export: {e}")))?;
+    let peer_certificates = conn
+        .peer_certificates()
+        .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let tls_version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_owned(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let cipher_suite = conn
+        .negotiated_cipher_suite()
+        .map_or_else(String::new, |s| format!("{:?}", s.suite()));
     // A polite close; the keys are ours whatever the server does now.
     let _ = tls.shutdown().await;
 
-    Ok(KeOutcome {
-        keys,
-        cookies: response.cookies,
-        algorithm: response.algorithm,
-        // RFC 8915 4.1.7: no Server record means the NTP server is at the
-        // KE server's own IP address, not whatever the name resolves to now
-        // (it may resolve to another address, or another family, first).
-        ntp_host: response.server.unwrap_or_else(|| ke_addr.ip().to_string()),
-        ntp_port: response.port.unwrap_or(NTP_PORT),
-        ke_addr,
+    Ok(KeReport {
+        outcome: KeOutcome {
+            keys,
+            cookies: response.cookies,
+            algorithm: response.algorithm,
+            // RFC 8915 4.1.7: no Server record means the NTP server is at
+            // the KE server's own IP address, not whatever the name
+            // resolves to now (it may resolve to another address, or
+            // another family, first).
+            ntp_host: response.server.unwrap_or_else(|| ke_addr.ip().to_string()),
+            ntp_port: response.port.unwrap_or(NTP_PORT),
+            ke_addr,
+        },
+        peer_certificates,
+        tls_version,
+        cipher_suite,
     })
 }
 

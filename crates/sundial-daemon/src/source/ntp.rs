@@ -34,9 +34,10 @@ use crate::clock::system_now;
 /// truncated and then fails to authenticate, which is right for it.
 const MAX_RESPONSE: usize = 8192;
 
-/// A UDP socket connected to one NTP server.
+/// A UDP socket connected to one NTP server, with kernel receive
+/// timestamps: what every source and `sundial query` poll through.
 #[derive(Debug)]
-pub(crate) struct NtpSocket {
+pub struct NtpSocket {
     socket: UdpSocket,
     server: SocketAddr,
 }
@@ -44,7 +45,7 @@ pub(crate) struct NtpSocket {
 impl NtpSocket {
     /// Binds an ephemeral port of the server's family and connects, so the
     /// kernel drops datagrams from any other address before we see them.
-    pub(crate) fn connect(server: SocketAddr) -> io::Result<Self> {
+    pub fn connect(server: SocketAddr) -> io::Result<Self> {
         let local: SocketAddr = if server.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -67,16 +68,16 @@ impl NtpSocket {
         })
     }
 
-    pub(crate) fn server(&self) -> SocketAddr {
+    pub fn server(&self) -> SocketAddr {
         self.server
     }
 
-    async fn send(&self, packet: &[u8]) -> io::Result<()> {
+    pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
         self.socket.send(packet).await.map(|_| ())
     }
 
     /// One datagram and, when the kernel gave one, its receive timestamp.
-    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<NtpTimestamp>)> {
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<NtpTimestamp>)> {
         self.socket
             .async_io(Interest::READABLE, || {
                 recv_with_timestamp(&self.socket, buf)
