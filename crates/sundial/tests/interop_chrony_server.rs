@@ -5,9 +5,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use sundial_proto::ntp::packet::{LeapIndicator, NtpHeader};
+use sundial_proto::ntp::timestamp::NtpTimestamp;
 
 use common::{
     ChildGuard, TempDir, ca, chrony, free_tcp_port, free_udp_port, poll_until, wait_for_tcp,
@@ -54,8 +57,14 @@ fn sundial_synchronizes_to_chronyd_over_nts_without_touching_the_clock() {
         "chronyd's NTS-KE port did not open"
     );
 
+    // The client also serves NTP, to show it announces what it follows.
+    let serve_port = free_udp_port();
+    let config = format!(
+        "{}\n[[server]]\nlisten = \"127.0.0.1:{serve_port}\"\n",
+        client_config(ke_port, &certs.ca)
+    );
     let start = Instant::now();
-    let (_sundial, log) = start_sundial(&dir, "client", &client_config(ke_port, &certs.ca));
+    let (_sundial, log) = start_sundial(&dir, "client", &config);
     let synced = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
         log_has(&log, "synchronized stratum=2").then(|| start.elapsed())
     });
@@ -69,6 +78,22 @@ fn sundial_synchronizes_to_chronyd_over_nts_without_touching_the_clock() {
     );
     assert!(text.contains("observe-only"), "{text}");
     assert!(!text.contains("stepping the clock"), "{text}");
+
+    // Its NTP server now says stratum 2, reference id = chronyd's address,
+    // leap "no warning": what it synchronized to, not local-stratum.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let request = NtpHeader::client_request(0, NtpTimestamp::from_bits(0x1234)).to_bytes();
+    socket.send_to(&request, ("127.0.0.1", serve_port)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("sundial's NTP server answers");
+    let (answer, _) = NtpHeader::parse(&buf[..n]).unwrap();
+    assert_eq!(answer.stratum, 2);
+    assert_eq!(answer.reference_id.0, [127, 0, 0, 1]);
+    assert_eq!(answer.leap, LeapIndicator::NoWarning);
+    assert_eq!(answer.origin_timestamp.to_bits(), 0x1234);
 }
 
 #[test]
