@@ -1,6 +1,7 @@
 //! The `sundial` command: one binary, one small function per subcommand.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod ca;
 mod demo;
 mod query;
@@ -54,6 +55,8 @@ enum Command {
     /// and a client of it, for a few seconds. Needs no config, no network,
     /// never changes the clock.
     Demo(demo::DemoArgs),
+    /// Load an NTP or NTS server with a rate sweep (a measuring tool).
+    Bench(bench::BenchArgs),
 }
 
 /// Exit status for a configuration that does not load.
@@ -68,6 +71,13 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("sundial bench: {e}");
+                EXIT_FAILED
+            }
+        },
         Command::Query(args) => query::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Demo(args) => demo::run(&args),

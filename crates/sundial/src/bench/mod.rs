@@ -1,0 +1,226 @@
+//! `sundial bench`: the project's own NTP/NTS load generator.
+//!
+//! A rate sweep like ntpperf's: start at `--start-rate`, multiply by
+//! `--step` every `--step-seconds`, stop once more than `--max-loss` of the
+//! requests go unanswered. Each step reports the offered and answered rates,
+//! the loss, how many sampled answers verified (for NTS: authenticated
+//! under the session's S2C key and echoing the request's Unique
+//! Identifier), and the server's receive->transmit gap. With
+//! `--server-pid` it also reads the server's CPU time and memory from
+//! /proc, so CPU per response comes from the same run. `--rate` offers one
+//! fixed rate instead of a sweep.
+//!
+//! It is a measuring tool, not a test: every run is bounded by the number
+//! of steps and their length.
+
+mod load;
+mod nts;
+mod proc;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use load::{Generator, NtpWorkload, StepReport, Workload};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Plain NTPv4 client requests.
+    Ntp,
+    /// NTS-protected requests, with cookies from real key exchanges.
+    Nts,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to send.
+    #[arg(value_enum)]
+    mode: Mode,
+    /// The NTP server (UDP) to load.
+    #[arg(long, value_name = "ADDR")]
+    server: SocketAddr,
+    /// The NTS-KE server (TCP) to get cookies from (nts mode).
+    #[arg(long, value_name = "ADDR")]
+    ke: Option<SocketAddr>,
+    /// CA certificate (PEM) that signed the KE server's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Name the KE server's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    name: String,
+    /// Key exchanges to run for cookies (8 cookies each).
+    #[arg(long, default_value_t = 16)]
+    key_exchanges: usize,
+    /// First rate of the sweep, requests per second.
+    #[arg(long, default_value_t = 1000.0)]
+    start_rate: f64,
+    /// Factor between successive rates.
+    #[arg(long, default_value_t = 1.5)]
+    step: f64,
+    /// Length of each step.
+    #[arg(long, default_value_t = 2.0)]
+    step_seconds: f64,
+    /// Stop the sweep once a step loses more than this share.
+    #[arg(long, default_value_t = 0.5)]
+    max_loss: f64,
+    /// Upper bound on the number of steps.
+    #[arg(long, default_value_t = 40)]
+    max_steps: usize,
+    /// Source ports (one socket each) the requests are spread over.
+    #[arg(long, default_value_t = 64)]
+    ports: usize,
+    /// Offer this one rate instead of a sweep.
+    #[arg(long, value_name = "REQ_PER_SEC")]
+    rate: Option<f64>,
+    /// Length of the fixed-rate run.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    duration: f64,
+    /// The server's process id: report its CPU time per response and its
+    /// memory (from /proc) for each step.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+}
+
+/// Longest a fixed-rate run or a step may last: every run ends by itself.
+const MAX_SECONDS: f64 = 600.0;
+
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let valid = args.step > 1.0 && args.start_rate >= 1.0 && args.step_seconds > 0.0;
+    if !valid {
+        return Err("--step must be > 1, --start-rate >= 1, --step-seconds > 0".to_owned());
+    }
+    let mut generator = Generator::new(args.server, args.ports)?;
+    match args.mode {
+        Mode::Ntp => sweep(args, &mut generator, &mut NtpWorkload::default()),
+        Mode::Nts => {
+            let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
+                return Err("nts mode needs --ke ADDR and --ca FILE".to_owned());
+            };
+            let mut workload = nts::gather(ke, ca, &args.name, args.key_exchanges.max(1))?;
+            println!(
+                "# {} key exchanges with {ke}: {} cookies, reused round robin (the server does not track reuse); a fresh Unique Identifier per request",
+                workload.sessions(),
+                workload.cookies()
+            );
+            sweep(args, &mut generator, &mut workload)
+        }
+    }
+}
+
+fn sweep(
+    args: &BenchArgs,
+    generator: &mut Generator,
+    workload: &mut impl Workload,
+) -> Result<(), String> {
+    let mode = match args.mode {
+        Mode::Ntp => "ntp",
+        Mode::Nts => "nts",
+    };
+    println!(
+        "# sundial bench {mode} -> {} from {} source ports; every {}th answer verified",
+        args.server, args.ports, 16
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>7} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "target/s",
+        "offered/s",
+        "answered/s",
+        "loss%",
+        "verified",
+        "bad",
+        "gap50_us",
+        "gap99_us",
+        "cpu_us",
+        "rss_kib"
+    );
+    let mut best: Option<StepReport> = None;
+    if let Some(rate) = args.rate {
+        let secs = args.duration.clamp(0.1, MAX_SECONDS);
+        let report = measured_step(args, generator, workload, rate, secs)?;
+        if report.loss() < 0.01 {
+            best = Some(report);
+        }
+    } else {
+        let mut rate = args.start_rate;
+        let secs = args.step_seconds.min(MAX_SECONDS);
+        for _ in 0..args.max_steps {
+            let report = measured_step(args, generator, workload, rate, secs)?;
+            let loss = report.loss();
+            if loss < 0.01 && best.as_ref().is_none_or(|b| report.sent > b.sent) {
+                best = Some(report);
+            }
+            if loss > args.max_loss {
+                break;
+            }
+            rate *= args.step;
+        }
+    }
+    match best {
+        Some(b) => println!(
+            "RESULT mode={mode} max_lossless_offered={:.0} max_lossless_answered={:.0}",
+            b.offered_rate(),
+            b.answered_rate()
+        ),
+        None => println!("RESULT mode={mode} max_lossless_offered=0 max_lossless_answered=0"),
+    }
+    Ok(())
+}
+
+fn measured_step(
+    args: &BenchArgs,
+    generator: &mut Generator,
+    workload: &mut impl Workload,
+    rate: f64,
+    secs: f64,
+) -> Result<StepReport, String> {
+    let before = args.server_pid.and_then(proc::cpu_seconds);
+    let mut report = generator.step(workload, rate, secs)?;
+    let after = args.server_pid.and_then(proc::cpu_seconds);
+    let memory = args.server_pid.and_then(proc::memory_kib);
+    let cpu_us = match (before, after) {
+        (Some(b), Some(a)) if report.answered > 0 => Some((a - b) * 1e6 / report.answered as f64),
+        _ => None,
+    };
+    let (gap50, gap90, gap99) = (report.gap_us(0.5), report.gap_us(0.9), report.gap_us(0.99));
+    let show = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    println!(
+        "{:>10.0} {:>10.0} {:>10.0} {:>7.2} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        report.target_rate,
+        report.offered_rate(),
+        report.answered_rate(),
+        report.loss() * 100.0,
+        report.verified,
+        report.verify_failed + report.kisses,
+        show(gap50, 1),
+        show(gap99, 1),
+        show(cpu_us, 2),
+        memory.map_or_else(|| "-".to_owned(), |m| m.rss.to_string()),
+    );
+    if args.rate.is_some() {
+        println!(
+            "RESULT_FIXED rate={:.0} sent={} answered={} loss={:.4} verified={} bad={} gap50_us={} gap90_us={} gap99_us={} cpu_us_per_response={} rss_kib={} hwm_kib={}",
+            report.offered_rate(),
+            report.sent,
+            report.answered,
+            report.loss(),
+            report.verified,
+            report.verify_failed + report.kisses,
+            show(gap50, 1),
+            show(gap90, 1),
+            show(gap99, 1),
+            show(cpu_us, 2),
+            memory.map_or_else(|| "-".to_owned(), |m| m.rss.to_string()),
+            memory.map_or_else(|| "-".to_owned(), |m| m.hwm.to_string()),
+        );
+    }
+    if report.verify_failed > 0 {
+        return Err(format!(
+            "{} sampled answers failed verification",
+            report.verify_failed
+        ));
+    }
+    Ok(report)
+}
