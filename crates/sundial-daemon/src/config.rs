@@ -213,10 +213,14 @@ impl Config {
                 "unset: cookie keys live in memory only, so every client must redo NTS-KE after a restart".to_owned(),
             );
         }
-        if self.synchronization.algorithm.is_set() {
+        let tuning = AlgorithmConfig {
+            step_threshold: None,
+            ..self.synchronization.algorithm.clone()
+        };
+        if tuning.is_set() {
             warn(
                 "synchronization.algorithm".to_owned(),
-                "ntpd-rs algorithm tuning has no effect in sundial; it is ignored".to_owned(),
+                "ntpd-rs algorithm tuning other than step-threshold has no effect in sundial; it is ignored".to_owned(),
             );
         }
         warnings
