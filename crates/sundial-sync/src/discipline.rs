@@ -17,7 +17,7 @@
 
 use crate::action::{ClockAction, PanicReason};
 use crate::consts::{MAX_FREQUENCY_PPM, WATCH};
-use crate::regression::{History, Point};
+use crate::regression::{History, Line, Point};
 use crate::settings::{StepLimit, SyncSettings};
 use crate::slew::PendingSlew;
 
@@ -57,9 +57,23 @@ pub(crate) struct Reframe {
 pub(crate) struct Outcome {
     pub(crate) actions: Vec<ClockAction>,
     pub(crate) reframe: Option<Reframe>,
-    /// The offset the clock model had not predicted, when the update
-    /// steered normally (for the poll interval).
-    pub(crate) innovation: Option<f64>,
+    /// How well the clock model fits, when the update steered normally
+    /// (for the poll interval).
+    pub(crate) quality: Option<FitQuality>,
+}
+
+/// What the poll interval is chosen from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct FitQuality {
+    /// Points in the fit after the runs test dropped what did not fit.
+    pub(crate) points: usize,
+    /// The time they span, seconds.
+    pub(crate) span: f64,
+    /// The standard error of the fitted offset now, seconds.
+    pub(crate) error: f64,
+    /// The new sample's distance from what the fit before it predicted,
+    /// in standard deviations: the model failing shows here first.
+    pub(crate) surprise: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +85,8 @@ pub(crate) struct Discipline {
     accumulated_steps: f64,
     last_point_time: Option<f64>,
     last_offset: f64,
+    /// The last fit, kept in the frame, to judge the next sample by.
+    line: Option<Line>,
 }
 
 impl Discipline {
@@ -83,6 +99,7 @@ impl Discipline {
             accumulated_steps: 0.0,
             last_point_time: None,
             last_offset: 0.0,
+            line: None,
         }
     }
 
@@ -117,14 +134,27 @@ impl Discipline {
         offset - self.slew.remaining(t)
     }
 
-    /// One combined offset `point` (in the frame), at time `now`.
-    pub(crate) fn update(&mut self, settings: &SyncSettings, point: Point, now: f64) -> Outcome {
+    /// One combined offset `point` (in the frame), at time `now`, and the
+    /// new sample of a trusted source that came with it, if any.
+    pub(crate) fn update(
+        &mut self,
+        settings: &SyncSettings,
+        point: Point,
+        sample: Option<Point>,
+        now: f64,
+    ) -> Outcome {
         if self.phase == Phase::Panicked || !(point.offset.is_finite() && now.is_finite()) {
             return Outcome::default();
         }
-        // The same samples combined again carry no news.
+        let sample =
+            sample.filter(|s| s.offset.is_finite() && s.weight.is_finite() && s.weight > 0.0);
+        // The same samples combined again carry no news for the step
+        // decisions; a new sample still refines the fit.
         if self.last_point_time.is_some_and(|t| point.time <= t) {
-            return Outcome::default();
+            return match (self.phase, sample) {
+                (Phase::Sync, Some(sample)) => self.steer(point, Some(sample), now),
+                _ => Outcome::default(),
+            };
         }
         self.last_point_time = Some(point.time);
         self.last_offset = point.offset;
@@ -153,7 +183,7 @@ impl Discipline {
             };
         }
         self.phase = Phase::Sync;
-        self.steer(point, now)
+        self.steer(point, sample, now)
     }
 
     /// Steps by `offset` if `limit` (and the accumulated limit, when one
@@ -192,6 +222,7 @@ impl Discipline {
         }
         self.phase = Phase::Sync;
         self.history.clear();
+        self.line = None;
         Outcome {
             actions: vec![ClockAction::Step { offset }],
             reframe: Some(Reframe {
@@ -200,21 +231,38 @@ impl Discipline {
                 at: now,
                 clear: true,
             }),
-            innovation: None,
+            quality: None,
         }
     }
 
-    /// The normal case: fit, correct frequency and offset in full.
-    fn steer(&mut self, point: Point, now: f64) -> Outcome {
-        self.history.push(point);
+    /// The normal case: fit, correct frequency and offset.
+    fn steer(&mut self, point: Point, sample: Option<Point>, now: f64) -> Outcome {
+        let mut surprise = 0.0;
+        if let Some(sample) = sample {
+            if let Some(line) = self.line {
+                let predicted = line.at(sample.time);
+                let sd = (1.0 / sample.weight + line.error_at(sample.time).powi(2)).sqrt();
+                surprise = (sample.offset - predicted).abs() / sd;
+            }
+            self.history.push(sample);
+        }
         let mut actions = Vec::with_capacity(2);
         let mut frequency_change = 0.0;
         let mut estimate = point.offset;
-        if self.history.len() >= MIN_POINTS_FOR_FREQUENCY
-            && let Some(line) = self.history.fit()
-            && self.history.span() > 0.0
-        {
+        let mut quality = None;
+        self.line = self.fit();
+        if let Some(line) = self.line {
             estimate = line.at(now);
+            quality = Some(FitQuality {
+                points: line.points,
+                span: self.history.span(),
+                error: line.error_at(now),
+                surprise: if surprise.is_finite() {
+                    surprise
+                } else {
+                    f64::MAX
+                },
+            });
             let target = (self.frequency_ppm + line.slope * 1e6)
                 .clamp(-MAX_FREQUENCY_PPM, MAX_FREQUENCY_PPM);
             if (target - self.frequency_ppm).abs() >= MATERIAL_FREQUENCY_CHANGE {
@@ -229,6 +277,9 @@ impl Discipline {
         let (amount, moved) = self.slew.replace(estimate, now);
         actions.push(ClockAction::Slew { offset: amount });
         self.history.reframe(moved, frequency_change, now);
+        if let Some(line) = &mut self.line {
+            line.reframe(moved, frequency_change, now);
+        }
         Outcome {
             actions,
             reframe: Some(Reframe {
@@ -237,8 +288,17 @@ impl Discipline {
                 at: now,
                 clear: false,
             }),
-            innovation: Some(point.offset),
+            quality,
         }
+    }
+
+    /// The line through the history, once it has enough points over some
+    /// time to say something about the frequency.
+    fn fit(&mut self) -> Option<Line> {
+        if self.history.len() < MIN_POINTS_FOR_FREQUENCY || self.history.span() <= 0.0 {
+            return None;
+        }
+        self.history.fit()
     }
 }
 
@@ -247,13 +307,22 @@ mod tests {
     use super::*;
 
     fn point(time: f64, offset: f64) -> Point {
-        Point { time, offset }
+        Point {
+            time,
+            offset,
+            weight: 1.0,
+        }
     }
 
     #[test]
     fn startup_steps_large_offset() {
         let mut d = Discipline::new();
-        let out = d.update(&SyncSettings::default(), point(1.0, 0.5), 1.0);
+        let out = d.update(
+            &SyncSettings::default(),
+            point(1.0, 0.5),
+            Some(point(1.0, 0.5)),
+            1.0,
+        );
         assert_eq!(out.actions, [ClockAction::Step { offset: 0.5 }]);
         assert!(out.reframe.unwrap().clear);
         assert!(d.has_started());
@@ -262,14 +331,24 @@ mod tests {
     #[test]
     fn startup_slews_small_offset() {
         let mut d = Discipline::new();
-        let out = d.update(&SyncSettings::default(), point(1.0, 0.01), 1.0);
+        let out = d.update(
+            &SyncSettings::default(),
+            point(1.0, 0.01),
+            Some(point(1.0, 0.01)),
+            1.0,
+        );
         assert_eq!(out.actions, [ClockAction::Slew { offset: 0.01 }]);
     }
 
     #[test]
     fn startup_threshold_panics() {
         let mut d = Discipline::new();
-        let out = d.update(&SyncSettings::default(), point(1.0, -90000.0), 1.0);
+        let out = d.update(
+            &SyncSettings::default(),
+            point(1.0, -90000.0),
+            Some(point(1.0, -90000.0)),
+            1.0,
+        );
         assert_eq!(
             out.actions,
             [ClockAction::Panic {
@@ -278,9 +357,14 @@ mod tests {
             }]
         );
         assert!(
-            d.update(&SyncSettings::default(), point(2.0, 0.0), 2.0)
-                .actions
-                .is_empty()
+            d.update(
+                &SyncSettings::default(),
+                point(2.0, 0.0),
+                Some(point(2.0, 0.0)),
+                2.0
+            )
+            .actions
+            .is_empty()
         );
     }
 
@@ -288,10 +372,18 @@ mod tests {
     fn later_spike_waits_for_stepout_then_panics() {
         let s = SyncSettings::default();
         let mut d = Discipline::new();
-        let _ = d.update(&s, point(1.0, 0.001), 1.0);
-        assert!(d.update(&s, point(20.0, 2000.0), 20.0).actions.is_empty());
-        assert!(d.update(&s, point(500.0, 2000.0), 500.0).actions.is_empty());
-        let out = d.update(&s, point(930.0, 2000.0), 930.0);
+        let _ = d.update(&s, point(1.0, 0.001), Some(point(1.0, 0.001)), 1.0);
+        assert!(
+            d.update(&s, point(20.0, 2000.0), Some(point(20.0, 2000.0)), 20.0)
+                .actions
+                .is_empty()
+        );
+        assert!(
+            d.update(&s, point(500.0, 2000.0), Some(point(500.0, 2000.0)), 500.0)
+                .actions
+                .is_empty()
+        );
+        let out = d.update(&s, point(930.0, 2000.0), Some(point(930.0, 2000.0)), 930.0);
         assert!(matches!(
             out.actions[..],
             [ClockAction::Panic {
@@ -308,12 +400,12 @@ mod tests {
             ..SyncSettings::default()
         };
         let mut d = Discipline::new();
-        let _ = d.update(&s, point(1.0, 0.001), 1.0);
-        let _ = d.update(&s, point(2.0, 0.6), 2.0);
-        let out = d.update(&s, point(1000.0, 0.6), 1000.0);
+        let _ = d.update(&s, point(1.0, 0.001), Some(point(1.0, 0.001)), 1.0);
+        let _ = d.update(&s, point(2.0, 0.6), Some(point(2.0, 0.6)), 2.0);
+        let out = d.update(&s, point(1000.0, 0.6), Some(point(1000.0, 0.6)), 1000.0);
         assert_eq!(out.actions, [ClockAction::Step { offset: 0.6 }]);
-        let _ = d.update(&s, point(1001.0, 0.6), 1001.0);
-        let out = d.update(&s, point(2000.0, 0.6), 2000.0);
+        let _ = d.update(&s, point(1001.0, 0.6), Some(point(1001.0, 0.6)), 1001.0);
+        let out = d.update(&s, point(2000.0, 0.6), Some(point(2000.0, 0.6)), 2000.0);
         assert!(matches!(
             out.actions[..],
             [ClockAction::Panic {
@@ -340,7 +432,7 @@ mod tests {
             error -= slewed;
             last = t;
             let offset = d.to_frame(t, error);
-            let _ = d.update(&s, point(t, offset), t);
+            let _ = d.update(&s, point(t, offset), Some(point(t, offset)), t);
         }
         assert!(
             (d.frequency_ppm() - 20.0).abs() < 1e-6,

@@ -26,6 +26,25 @@ pub(crate) struct FilterOutput {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClockFilter {
     samples: VecDeque<Sample>,
+    /// The delays of the last `DELAY_HISTORY` samples, kept across
+    /// restarts: a jump in the source's time does not change the path.
+    delays: VecDeque<f64>,
+}
+
+/// Delays remembered per source to tell how much a sample queued.
+const DELAY_HISTORY: usize = 64;
+
+/// Delays needed before the lowest of them is a useful reference.
+const MIN_DELAYS: usize = 8;
+
+/// How much a sample can be trusted, from how much longer it took than
+/// the quickest recent exchanges with the same source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct DelayStats {
+    /// The sample's delay beyond the lowest recent one.
+    pub(crate) excess: f64,
+    /// The mean excess of the recent delays: the path's queueing scale.
+    pub(crate) mean_excess: f64,
 }
 
 impl ClockFilter {
@@ -49,6 +68,31 @@ impl ClockFilter {
             self.samples.pop_front();
         }
         self.samples.push_back(sample);
+        if self.delays.len() >= DELAY_HISTORY {
+            self.delays.pop_front();
+        }
+        self.delays.push_back(sample.delay);
+    }
+
+    /// How a sample of `delay` compares with the recent delays.
+    ///
+    /// Until `MIN_DELAYS` delays are known the lowest one says little, and
+    /// the sample counts as uncertain by its whole delay (no offset can be
+    /// further off than half the round trip).
+    pub(crate) fn delay_stats(&self, delay: f64) -> DelayStats {
+        if self.delays.len() < MIN_DELAYS {
+            return DelayStats {
+                excess: delay,
+                mean_excess: 0.0,
+            };
+        }
+        let min = self.delays.iter().copied().fold(delay, f64::min);
+        let n = self.delays.len() as f64;
+        let mean = self.delays.iter().sum::<f64>() / n;
+        DelayStats {
+            excess: delay - min,
+            mean_excess: (mean - min).max(0.0),
+        }
     }
 
     pub(crate) fn clear(&mut self) {

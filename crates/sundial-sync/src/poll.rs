@@ -1,19 +1,32 @@
-//! The poll interval: the hysteresis of RFC 5905 section 11.3 (`poll_update`
-//! and the jiggle counter of the clock discipline).
+//! The poll interval, chosen from how well the clock model fits, as chrony
+//! does rather than RFC 5905's jiggle counter.
 //!
-//! While the offsets the discipline sees stay within `PGATE` times the
-//! measurement jitter the clock model is holding, so polls can be further
-//! apart; the counter climbs by the poll exponent per update and the poll
-//! grows when it reaches `LIMIT`. A larger offset means the model drifted
-//! beyond the noise over one interval: the counter falls twice as fast and
-//! the poll shrinks.
+//! Polling less often is only safe when the model has enough recent
+//! samples to average the network's noise and still predicts new ones. So
+//! the interval grows only while the regression holds at least
+//! `TARGET_POINTS_PER_SOURCE` samples per trusted source and its offset
+//! estimate is already precise (`ERROR_GOAL`); on a path with a
+//! millisecond of jitter that takes many samples, and the poll stays short
+//! instead of leaving the clock to a handful of noisy ones. A sample far
+//! from the prediction (the frequency wandered, or the model is young)
+//! shrinks it.
 
-const LIMIT: i32 = 30;
-const PGATE: f64 = 4.0;
+use crate::discipline::FitQuality;
 
-/// The jitter assumed at least, so perfectly quiet simulated sources do
-/// not make every sub-microsecond wobble look like a failure.
-const MIN_JITTER: f64 = 1e-6;
+/// Updates in a row that must agree before the poll changes.
+const LIMIT: i32 = 8;
+
+/// Samples per trusted source the regression must hold before the poll
+/// grows (chrony's `polltarget` is 8 too).
+const TARGET_POINTS_PER_SOURCE: usize = 8;
+
+/// The standard error of the fitted offset below which polling less often
+/// is worth it, seconds.
+const ERROR_GOAL: f64 = 10e-6;
+
+/// A new sample this many standard deviations from the prediction counts
+/// against the model.
+const SURPRISE_LIMIT: f64 = 4.0;
 
 #[derive(Clone, Debug)]
 pub(crate) struct PollControl {
@@ -33,21 +46,22 @@ impl PollControl {
         self.poll
     }
 
-    /// One discipline update: `offset` is what the clock model had not
-    /// predicted, `jitter` the measurement noise.
-    pub(crate) fn update(&mut self, offset: f64, jitter: f64, min: i8, max: i8) {
-        let step = i32::from(self.poll);
-        if offset.abs() < PGATE * jitter.max(MIN_JITTER) {
-            self.counter += step;
-            if self.counter >= LIMIT {
-                self.counter = 0;
-                self.poll = self.poll.saturating_add(1);
-            }
-        } else {
-            self.counter -= 2 * step;
+    /// One discipline update with the fit's `quality`, from `sources`
+    /// trusted sources.
+    pub(crate) fn update(&mut self, quality: FitQuality, sources: usize, min: i8, max: i8) {
+        let enough = quality.points >= TARGET_POINTS_PER_SOURCE * sources.max(1);
+        let surprised = quality.surprise.is_nan() || quality.surprise > SURPRISE_LIMIT;
+        if surprised || quality.points < TARGET_POINTS_PER_SOURCE / 2 * sources.max(1) {
+            self.counter = self.counter.min(0) - 2;
             if self.counter <= -LIMIT {
                 self.counter = 0;
                 self.poll = self.poll.saturating_sub(1);
+            }
+        } else if enough && quality.error <= ERROR_GOAL {
+            self.counter = self.counter.max(0) + 1;
+            if self.counter >= LIMIT {
+                self.counter = 0;
+                self.poll = self.poll.saturating_add(1);
             }
         }
         self.poll = self.poll.clamp(min, max);
@@ -63,24 +77,43 @@ impl PollControl {
 mod tests {
     use super::*;
 
+    fn quality(points: usize, error: f64, surprise: f64) -> FitQuality {
+        FitQuality {
+            points,
+            span: 1000.0,
+            error,
+            surprise,
+        }
+    }
+
     #[test]
-    fn grows_when_quiet_and_shrinks_when_not() {
+    fn grows_when_precise_and_shrinks_when_surprised() {
         let mut p = PollControl::new(4);
         for _ in 0..200 {
-            p.update(1e-5, 1e-4, 4, 10);
+            p.update(quality(100, 1e-6, 1.0), 3, 4, 10);
         }
         assert_eq!(p.poll(), 10);
         for _ in 0..200 {
-            p.update(1e-2, 1e-4, 4, 10);
+            p.update(quality(100, 1e-6, 10.0), 3, 4, 10);
         }
         assert_eq!(p.poll(), 4);
     }
 
     #[test]
-    fn nan_offset_never_grows() {
+    fn holds_while_the_estimate_is_noisy_or_short() {
+        let mut p = PollControl::new(4);
+        for _ in 0..200 {
+            p.update(quality(500, 50e-6, 1.0), 3, 4, 10);
+            p.update(quality(20, 1e-6, 1.0), 3, 4, 10);
+        }
+        assert_eq!(p.poll(), 4);
+    }
+
+    #[test]
+    fn nan_never_grows() {
         let mut p = PollControl::new(6);
         for _ in 0..10 {
-            p.update(f64::NAN, 1e-4, 4, 10);
+            p.update(quality(100, f64::NAN, f64::NAN), 3, 4, 10);
         }
         assert_eq!(p.poll(), 4);
     }

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 /// Points kept at most. At a poll of 1024 s and three sources this is
 /// about five hours of history: enough to average noise, short enough for
 /// the runs test to react to wander.
-const MAX_POINTS: usize = 64;
+const MAX_POINTS: usize = 512;
 
 /// Fewer points than this are never dropped by the runs test: too few to
 /// tell noise from a trend.
@@ -23,20 +23,50 @@ const MIN_POINTS_FOR_RUNS_TEST: usize = 8;
 pub(crate) struct Point {
     pub(crate) time: f64,
     pub(crate) offset: f64,
+    /// 1 / variance of the offset, in 1/s²: how much the fit trusts it.
+    pub(crate) weight: f64,
 }
 
-/// A fitted line, anchored at the points' mean time for precision.
+/// A fitted line, anchored at the points' weighted mean time for
+/// precision, with what the fit knows about its own uncertainty.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Line {
     mean_time: f64,
     mean_offset: f64,
     /// Seconds per second; zero when the points span no time.
     pub(crate) slope: f64,
+    /// The sum of the weights.
+    total_weight: f64,
+    /// The weighted sum of squared time deviations from `mean_time`.
+    sxx: f64,
+    /// How much larger the residuals are than the weights promise (the
+    /// reduced chi-square, at least 1): the weights are only a model.
+    scale: f64,
+    /// Points the line was fitted through.
+    pub(crate) points: usize,
 }
 
 impl Line {
     pub(crate) fn at(&self, t: f64) -> f64 {
         self.mean_offset + self.slope * (t - self.mean_time)
+    }
+
+    /// The same line after the points moved into a new frame (see
+    /// `History::reframe`).
+    pub(crate) fn reframe(&mut self, offset: f64, frequency_ppm: f64, at: f64) {
+        self.mean_offset = self.mean_offset - offset + frequency_ppm * 1e-6 * (at - self.mean_time);
+        self.slope -= frequency_ppm * 1e-6;
+    }
+
+    /// The standard error of `at(t)`.
+    pub(crate) fn error_at(&self, t: f64) -> f64 {
+        let dt = t - self.mean_time;
+        let slope_part = if self.sxx > 0.0 {
+            dt * dt / self.sxx
+        } else {
+            0.0
+        };
+        (self.scale * (1.0 / self.total_weight + slope_part)).sqrt()
     }
 }
 
@@ -80,9 +110,17 @@ impl History {
     /// long as the residuals fail the runs test.
     pub(crate) fn fit(&mut self) -> Option<Line> {
         loop {
-            let line = fit(self.points.iter())?;
-            let n = self.points.len();
-            if n < MIN_POINTS_FOR_RUNS_TEST || residuals_look_random(self.points.iter(), &line) {
+            let points = self.points.make_contiguous();
+            let mut line = fit(points)?;
+            let (chi2, random) = residuals(points, &line);
+            let n = points.len();
+            if n < MIN_POINTS_FOR_RUNS_TEST || random {
+                if n > 2 {
+                    let reduced = chi2 / (n - 2) as f64;
+                    if reduced.is_finite() {
+                        line.scale = reduced.max(1.0);
+                    }
+                }
                 return Some(line);
             }
             self.points.drain(..n / 4);
@@ -90,19 +128,26 @@ impl History {
     }
 }
 
-fn fit<'a>(points: impl Iterator<Item = &'a Point> + Clone) -> Option<Line> {
-    let n = points.clone().count();
-    if n == 0 {
+/// Weighted least squares; `scale` is left at 1.
+fn fit(points: &[Point]) -> Option<Line> {
+    let origin = points.first()?.time;
+    let (mut total_weight, mut wt, mut wy) = (0.0, 0.0, 0.0);
+    for p in points {
+        total_weight += p.weight;
+        wt += p.weight * (p.time - origin);
+        wy += p.weight * p.offset;
+    }
+    if !(total_weight.is_finite() && total_weight > 0.0) {
         return None;
     }
-    let nf = n as f64;
-    let mean_time = points.clone().map(|p| p.time).sum::<f64>() / nf;
-    let mean_offset = points.clone().map(|p| p.offset).sum::<f64>() / nf;
+    // Relative to the first point, so large timestamps keep precision.
+    let mean_time = origin + wt / total_weight;
+    let mean_offset = wy / total_weight;
     let (mut sxx, mut sxy) = (0.0, 0.0);
     for p in points {
         let dt = p.time - mean_time;
-        sxx += dt * dt;
-        sxy += dt * (p.offset - mean_offset);
+        sxx += p.weight * dt * dt;
+        sxy += p.weight * dt * (p.offset - mean_offset);
     }
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
     let slope = if slope.is_finite() { slope } else { 0.0 };
@@ -110,18 +155,24 @@ fn fit<'a>(points: impl Iterator<Item = &'a Point> + Clone) -> Option<Line> {
         mean_time,
         mean_offset,
         slope,
+        total_weight,
+        sxx,
+        scale: 1.0,
+        points: points.len(),
     })
 }
 
-/// The Wald-Wolfowitz runs test on the residuals' signs: fails when there
-/// are far fewer runs than noise would give (more than three standard
-/// deviations; correlated points from sources sharing samples make some
-/// shortfall normal, so the test is deliberately lenient).
-fn residuals_look_random<'a>(points: impl Iterator<Item = &'a Point>, line: &Line) -> bool {
+/// The weighted sum of squared residuals, and whether their signs pass
+/// the Wald-Wolfowitz runs test: it fails when there are far fewer runs
+/// than noise would give (more than three standard deviations).
+fn residuals(points: &[Point], line: &Line) -> (f64, bool) {
     let (mut positive, mut negative, mut runs) = (0usize, 0usize, 0usize);
+    let mut chi2 = 0.0;
     let mut last = None;
     for p in points {
-        let sign = p.offset - line.at(p.time) >= 0.0;
+        let residual = p.offset - line.at(p.time);
+        chi2 += p.weight * residual * residual;
+        let sign = residual >= 0.0;
         if sign {
             positive += 1;
         } else {
@@ -136,7 +187,8 @@ fn residuals_look_random<'a>(points: impl Iterator<Item = &'a Point>, line: &Lin
     let (pos, neg) = (positive as f64, negative as f64);
     let expected = 2.0 * pos * neg / n + 1.0;
     let variance = (expected - 1.0) * (expected - 2.0) / (n - 1.0);
-    (runs as f64) >= expected - 3.0 * variance.max(0.0).sqrt()
+    let random = (runs as f64) >= expected - 3.0 * variance.max(0.0).sqrt();
+    (chi2, random)
 }
 
 #[cfg(test)]
@@ -146,7 +198,11 @@ mod tests {
     fn history(points: impl IntoIterator<Item = (f64, f64)>) -> History {
         let mut h = History::default();
         for (time, offset) in points {
-            h.push(Point { time, offset });
+            h.push(Point {
+                time,
+                offset,
+                weight: 1.0,
+            });
         }
         h
     }

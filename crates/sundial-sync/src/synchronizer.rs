@@ -7,7 +7,7 @@ use crate::action::ClockAction;
 use crate::combine::{Combined, Survivor, combine};
 use crate::consts::{LOCAL_PRECISION, MAX_SANE_SECONDS, MAXDIST, MINDISP, PHI, log2_seconds};
 use crate::discipline::{Discipline, Reframe};
-use crate::filter::{ClockFilter, FilterOutput};
+use crate::filter::{ClockFilter, DelayStats, FilterOutput};
 use crate::poll::PollControl;
 use crate::regression::Point;
 use crate::sample::{self, Rejection, SourceInfo};
@@ -134,11 +134,18 @@ impl Synchronizer {
         };
         // Any answer counts as reaching the source (RFC 5905 section 13).
         source.reach = (source.reach << 1) | 1;
+        let mut fresh = None;
         match sample::accept(&m, frame_offset) {
             Ok((sample, info)) => {
                 source.filter.add(sample, self.settings.step_threshold);
                 source.info = Some(info);
                 source.unsynchronized = false;
+                let stats = source.filter.delay_stats(sample.delay);
+                fresh = Some(Point {
+                    time: sample.time,
+                    offset: sample.offset,
+                    weight: sample_weight(stats, sample.dispersion),
+                });
             }
             Err(Rejection::SourceUnsynchronized) => source.unsynchronized = true,
             // A broken sample is dropped; the source's earlier ones stand.
@@ -154,15 +161,29 @@ impl Synchronizer {
         let point = Point {
             time: combined.time,
             offset: combined.offset,
+            weight: 1.0,
         };
-        let outcome = self.discipline.update(&self.settings, point, self.now);
+        // Only a sample of a source the selection trusts feeds the fit.
+        let trusted = self
+            .sources
+            .get(&id)
+            .is_some_and(|s| matches!(s.state, SourceState::Candidate | SourceState::Selected));
+        let fresh = fresh.filter(|_| trusted);
+        let outcome = self
+            .discipline
+            .update(&self.settings, point, fresh, self.now);
         if let Some(reframe) = outcome.reframe {
             self.reframe(reframe);
         }
-        if let Some(innovation) = outcome.innovation {
+        if let Some(quality) = outcome.quality {
+            let sources = self
+                .sources
+                .values()
+                .filter(|s| matches!(s.state, SourceState::Candidate | SourceState::Selected))
+                .count();
             self.poll.update(
-                innovation,
-                combined.jitter,
+                quality,
+                sources,
                 self.settings.poll_min,
                 self.settings.poll_max,
             );
@@ -345,3 +366,22 @@ impl Synchronizer {
         }
     }
 }
+
+/// How much the fit trusts a sample (1 / variance, in 1/s²).
+///
+/// A sample that queued `q` seconds more on one leg than the other is off
+/// by `q / 2`; how the queueing split between the legs is unknown, so a
+/// sample whose delay exceeds the path's lowest by `e` is off by anything
+/// in ±e/2, a variance of e²/12 (chrony weights its regression by delay
+/// over the minimum delay in the same spirit). The quickest sample queued
+/// too, about a tenth of the path's mean excess for the 64 delays kept, so
+/// that much is added lest one lucky sample outweigh all others.
+fn sample_weight(stats: DelayStats, dispersion: f64) -> f64 {
+    let spread = stats.excess + MIN_QUEUE_FRACTION * stats.mean_excess;
+    let variance = spread * spread / 12.0 + dispersion * dispersion;
+    let weight = 1.0 / variance.max(1e-18);
+    if weight.is_finite() { weight } else { 1e18 }
+}
+
+/// See `sample_weight`.
+const MIN_QUEUE_FRACTION: f64 = 0.1;
