@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod oneshot;
 pub mod run;
 pub mod server;
+pub mod small_server;
 pub mod source;
 pub mod status;
 pub mod tls;

@@ -17,7 +17,6 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode as encode_text;
@@ -27,27 +26,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::small_server::serve_connections;
 pub use crate::status::{Handles, KeHandle, KeServerSnapshot, NtpServerSnapshot};
 use crate::status::{SourceSnapshot, SourceState, Status};
 
-/// Scrapes served at once. Prometheus scrapes one connection at a time;
-/// the headroom is for a person with curl. Beyond it, connections wait in
-/// the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 8;
-
-/// A connection must deliver its request and take its answer within this,
-/// so a silent or trickling client cannot hold a slot.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Largest request head read. A scrape's head is a few hundred bytes.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
-
-/// Pause after an accept error such as EMFILE, so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The content type of what [`encode`] writes. Prometheus parses the older
 /// text format differently (counter names), so the type must say which.
@@ -550,59 +536,18 @@ impl MetricsListener {
         F: Fn() -> Snapshot + Send + Sync + 'static,
     {
         let collect = Arc::new(collect);
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut tasks = JoinSet::new();
-        let mut accept_failing = false;
         tracing::info!(addr = %self.local_addr, "serving metrics");
-        loop {
-            while tasks.try_join_next().is_some() {}
-            // A permit before accept: at the limit, clients queue in the
-            // kernel instead of costing us memory.
-            let permit = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let accepted = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                accepted = self.listener.accept() => accepted,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => {
-                    accept_failing = false;
-                    stream
-                }
-                Err(e) => {
-                    if !accept_failing {
-                        tracing::warn!(addr = %self.local_addr, error = %e, "metrics accept failed; backing off");
-                    }
-                    accept_failing = true;
-                    drop(permit);
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                    }
-                }
-            };
-            let collect = Arc::clone(&collect);
-            let cancel = cancel.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                tokio::select! {
-                    () = cancel.cancelled() => {}
-                    result = tokio::time::timeout(CONNECTION_TIMEOUT, serve(stream, &*collect)) => {
-                        if let Ok(Err(e)) = result {
-                            tracing::debug!(error = %e, "metrics connection failed");
-                        }
-                    }
-                }
-            });
-        }
-        tasks.shutdown().await;
+        let listener = &self.listener;
+        serve_connections(
+            "metrics",
+            || async move { listener.accept().await.map(|(stream, _)| stream) },
+            |stream| {
+                let collect = Arc::clone(&collect);
+                async move { serve(stream, &*collect).await }
+            },
+            cancel,
+        )
+        .await;
     }
 }
 

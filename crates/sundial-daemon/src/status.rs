@@ -17,32 +17,22 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sundial_sync::{Leap, NoSyncReason, SyncStatus};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::discipline::Observed;
 use crate::keystore::SharedKeySet;
 use crate::server::ntp::NtpStats;
 use crate::server::nts_ke::{KeListener, KeStats};
+use crate::small_server::serve_connections;
 use crate::source::{SourceHandle, SourceId, SourceStats};
 use crate::tls::{CertificateInfo, ReloadableCert};
-
-/// Connections answered at once; more wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 8;
-
-/// A reader must take its answer within this, so a stalled one cannot hold
-/// a slot.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Pause after an accept error such as EMFILE, so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Everything `sundial status` shows, at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -667,52 +657,18 @@ impl StatusListener {
         F: Fn() -> Status + Send + Sync + 'static,
     {
         let collect = Arc::new(collect);
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut tasks = JoinSet::new();
-        let mut accept_failing = false;
         tracing::info!(path = %self.path.display(), "serving status");
-        loop {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let accepted = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                accepted = self.listener.accept() => accepted,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => {
-                    accept_failing = false;
-                    stream
-                }
-                Err(e) => {
-                    if !accept_failing {
-                        tracing::warn!(path = %self.path.display(), error = %e, "status accept failed; backing off");
-                    }
-                    accept_failing = true;
-                    drop(permit);
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                    }
-                }
-            };
-            let collect = Arc::clone(&collect);
-            tasks.spawn(async move {
-                let _permit = permit;
-                let result = tokio::time::timeout(CONNECTION_TIMEOUT, serve(stream, &*collect));
-                if let Ok(Err(e)) = result.await {
-                    tracing::debug!(error = %e, "status connection failed");
-                }
-            });
-        }
-        tasks.shutdown().await;
+        let listener = &self.listener;
+        serve_connections(
+            "status",
+            || async move { listener.accept().await.map(|(stream, _)| stream) },
+            |stream| {
+                let collect = Arc::clone(&collect);
+                async move { serve(stream, &*collect).await }
+            },
+            cancel,
+        )
+        .await;
         // Only our own socket: a later daemon may already have replaced it
         // if we were slow to stop, but then the bind above refused to start.
         let _ = fs::remove_file(&self.path);
