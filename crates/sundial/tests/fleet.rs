@@ -8,7 +8,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,17 +26,7 @@ use sundial_proto::reader::Writer;
 const ROTATION_SECS: u64 = 3;
 
 fn start(dir: &TempDir, name: &str, config: &str) -> ChildGuard {
-    let path = dir.write(&format!("{name}.toml"), config);
-    let log = dir.join(format!("{name}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    ChildGuard::new(name, child, vec![log])
+    common::start_sundial(dir, name, config, false).0
 }
 
 /// One NTS-KE over blocking rustls; returns the keys and cookies.

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sundial_proto::ntp::packet::{LeapIndicator, NtpHeader};
@@ -17,17 +16,7 @@ use common::{
 };
 
 fn start_sundial(dir: &TempDir, name: &str, config: &str) -> (ChildGuard, std::path::PathBuf) {
-    let path = dir.write(&format!("{name}.toml"), config);
-    let log = dir.join(format!("{name}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["run", "--observe", "-c"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    (ChildGuard::new(name, child, vec![path, log.clone()]), log)
+    common::start_sundial(dir, name, config, true)
 }
 
 fn log_has(log: &std::path::Path, needle: &str) -> bool {

@@ -16,22 +16,7 @@ use common::{ChildGuard, TempDir, ca, free_tcp_port, free_udp_port, poll_until, 
 use sundial_daemon::status::{ClockKind, KeyRole, SourceState, Status};
 
 fn start(dir: &TempDir, name: &str, config: &str, observe: bool) -> ChildGuard {
-    let path = dir.write(&format!("{name}.toml"), config);
-    let log = dir.join(format!("{name}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sundial"));
-    cmd.arg("run");
-    if observe {
-        cmd.arg("--observe");
-    }
-    let child = cmd
-        .arg("-c")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    ChildGuard::new(name, child, vec![path, log])
+    common::start_sundial(dir, name, config, observe).0
 }
 
 fn status_cmd(args: &[&str]) -> Output {

@@ -192,3 +192,31 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Writes `config` to `dir/NAME.toml` and starts `sundial run` on it
+/// (`--observe` when asked: no test may change the clock), its log in
+/// `dir/NAME.log` at info level. The guard kills it and shows the log if
+/// the test fails.
+pub fn start_sundial(
+    dir: &TempDir,
+    name: &str,
+    config: &str,
+    observe: bool,
+) -> (ChildGuard, PathBuf) {
+    let path = dir.write(&format!("{name}.toml"), config);
+    let log = dir.join(format!("{name}.log"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sundial"));
+    cmd.arg("run");
+    if observe {
+        cmd.arg("--observe");
+    }
+    let child = cmd
+        .arg("-c")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).expect("create the daemon's log"))
+        .spawn()
+        .expect("start sundial run");
+    (ChildGuard::new(name, child, vec![path, log.clone()]), log)
+}
