@@ -3,14 +3,16 @@
 //!
 //! RFC 5905 section 11.3 steers with a PLL/FLL hybrid that corrects a
 //! fraction of each offset. This discipline instead estimates, like chrony:
-//! every combined offset goes into a history kept in the synchronizer's
-//! frame (see `slew.rs`), a least-squares line through it gives the
+//! every new sample of a source the selection trusts goes into a history
+//! kept in the synchronizer's frame (see `slew.rs`), weighted by how
+//! little it queued, and a least-squares line through it gives the
 //! uncorrected frequency error (slope) and offset (value now), and both
 //! are corrected in full at once. Because the frame undoes every
 //! correction exactly, a noisy early estimate does no lasting harm: the
 //! next fit sees the same data and corrects what was wrong.
 //!
-//! Steps follow RFC 5905's state machine: the first offset after start-up
+//! Steps follow RFC 5905's state machine on the combined offset of the
+//! selected sources: the first offset after start-up
 //! is stepped at once if beyond the step threshold; later, an offset beyond
 //! it must persist for the stepout interval (`WATCH`) before it is stepped,
 //! and is ignored until then.

@@ -1,5 +1,6 @@
-//! The frequency and offset estimate: a least-squares line through the
-//! recent combined offsets, all in the synchronizer's frame.
+//! The frequency and offset estimate: a weighted least-squares line
+//! through the recent samples of trusted sources, all in the
+//! synchronizer's frame.
 //!
 //! The slope is the frequency error still uncorrected, the line's value at
 //! `now` the offset still uncorrected. How many points the line may use is
@@ -10,9 +11,10 @@
 
 use std::collections::VecDeque;
 
-/// Points kept at most. At a poll of 1024 s and three sources this is
-/// about five hours of history: enough to average noise, short enough for
-/// the runs test to react to wander.
+/// Points kept at most. At a poll of 16 s and three sources this is 45
+/// minutes of history, at 1024 s two days: enough to average a
+/// millisecond of jitter, and the runs test cuts it short when the
+/// frequency wanders.
 const MAX_POINTS: usize = 512;
 
 /// Fewer points than this are never dropped by the runs test: too few to

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use sundial_sync::sim::SimClockConfig;
-use sundial_sync::{ClockAction, NoSyncReason, PanicReason};
+use sundial_sync::{ClockAction, NoSyncReason, PanicReason, SourceState};
 
 fn panics(sim: &sundial_sync::sim::Simulation) -> Vec<(f64, PanicReason)> {
     sim.actions()
@@ -98,4 +98,65 @@ fn a_moderate_jump_is_stepped_after_the_stepout() {
         .map(|p| (p.offset + 0.5).abs())
         .fold(0.0, f64::max);
     assert!(worst < 1e-3, "{worst}");
+}
+
+/// One server's time jumps 0.5 s mid-run (a server that steps): with four
+/// sources it becomes a falseticker and the other three keep steering;
+/// the clock is never stepped nor pulled towards it.
+#[test]
+fn a_server_that_steps_is_outvoted() {
+    let mut sim = simulation(SimClockConfig::default(), good_sources(4), 24);
+    sim.run_for(HOUR);
+    if let Some(s) = sim.source_mut(3) {
+        s.error += 0.5;
+    }
+    sim.run_for(2.0 * HOUR);
+    assert!(steps(&sim).is_empty(), "{:?}", steps(&sim));
+    assert!(!sim.halted());
+    let worst = max_offset(sim.trace(), 600.0);
+    assert!(worst < 100e-6, "{worst}");
+    let status = sim.synchronizer().status();
+    assert!(status.synchronized);
+    assert_eq!(status.sources[3].state, SourceState::Falseticker);
+}
+
+/// The same with only three sources: the two that agree are fewer than
+/// `minimum_agreeing_sources`, so nothing is steered until the stepping
+/// server returns; the clock coasts on its learned frequency meanwhile.
+#[test]
+fn a_server_that_steps_among_three_stops_steering_not_moves_the_clock() {
+    let mut sim = simulation(bad_clock(), good_sources(3), 25);
+    sim.run_for(HOUR);
+    let actions_before = sim.actions().len();
+    if let Some(s) = sim.source_mut(2) {
+        s.error += 0.5;
+    }
+    sim.run_for(HOUR);
+    assert_eq!(steps(&sim).len(), 1, "only the start-up step");
+    let status = sim.synchronizer().status();
+    assert_eq!(
+        status.reason,
+        Some(NoSyncReason::TooFewAgreeing {
+            agreeing: 2,
+            required: 3
+        })
+    );
+    assert_eq!(status.sources[2].state, SourceState::Falseticker);
+    // Nothing steered after the first poll that saw the jump.
+    let late = sim
+        .actions()
+        .iter()
+        .skip(actions_before)
+        .filter(|(t, _)| *t > HOUR + 2000.0)
+        .count();
+    assert_eq!(late, 0);
+    let worst = max_offset(sim.trace(), HOUR);
+    assert!(worst < 100e-6, "{worst}");
+    // Back in line: steering resumes.
+    if let Some(s) = sim.source_mut(2) {
+        s.error -= 0.5;
+    }
+    sim.run_for(HOUR);
+    assert!(sim.synchronizer().status().synchronized);
+    assert!(max_offset(sim.trace(), 2.0 * HOUR) < 100e-6);
 }
