@@ -23,6 +23,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     /// synchronized or not, maximum and estimated error in seconds, and a
     /// pending leap second.
     fn set_status(&self, status: ClockStatus) -> std::io::Result<()>;
+    /// Whether the adjustments really change the clock. An observe-only
+    /// clock says no, and the discipline then models what they would have
+    /// done instead of assuming it.
+    fn applies_changes(&self) -> bool {
+        true
+    }
 }
 
 /// The kernel's view of synchronization that `set_status` updates.

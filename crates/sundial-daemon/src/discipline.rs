@@ -19,7 +19,8 @@ use sundial_proto::ntp::packet::{LeapIndicator, ReferenceId};
 use sundial_proto::ntp::timestamp::{NtpShort, NtpTimestamp};
 use sundial_proto::server::ServerState;
 use sundial_sync::{
-    ClockAction, Leap, PanicReason, StepLimit, SyncSettings, SyncStatus, Synchronizer,
+    AppliedCorrections, ClockAction, Leap, PanicReason, StepLimit, SyncSettings, SyncStatus,
+    Synchronizer,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -149,6 +150,12 @@ pub struct Discipline {
     origin: Instant,
     synchronized: bool,
     observed: tokio::sync::watch::Sender<Observed>,
+    /// With a clock that does not apply changes (observe-only): what the
+    /// actions issued so far would have corrected. Measurements are fed to
+    /// the synchronizer net of it, so its model stays true.
+    unapplied: Option<AppliedCorrections>,
+    /// The real clock's error that the unapplied corrections stand for.
+    uncorrected: f64,
 }
 
 impl std::fmt::Debug for Discipline {
@@ -180,6 +187,8 @@ impl Discipline {
             names.insert(h.id, h.name.clone());
             polls.insert(h.id, h.poll.clone());
         }
+        let unapplied =
+            (!clock.applies_changes()).then(|| AppliedCorrections::new(initial_frequency));
         let observed = tokio::sync::watch::Sender::new(Observed {
             sync: sync.status(),
             servers: HashMap::new(),
@@ -194,6 +203,8 @@ impl Discipline {
             origin,
             synchronized: false,
             observed,
+            unapplied,
+            uncorrected: 0.0,
         }
     }
 
@@ -227,8 +238,16 @@ impl Discipline {
                 self.observed.send_modify(|o| {
                     o.strata.insert(id, m.stratum);
                 });
+                let mut m = m;
+                if let Some(unapplied) = &mut self.unapplied {
+                    self.uncorrected = unapplied.at(m.time);
+                    m.offset -= self.uncorrected;
+                }
                 let actions = self.sync.measurement(sync_id(id), m);
                 for action in actions {
+                    if let Some(unapplied) = &mut self.unapplied {
+                        unapplied.apply(&action, m.time);
+                    }
                     self.apply(action)?;
                 }
                 self.after_update();
@@ -327,7 +346,11 @@ impl Discipline {
                 stratum: status.stratum,
                 precision: -20,
                 root_delay: NtpShort::from_seconds(status.root_delay),
-                root_dispersion: NtpShort::from_seconds(status.root_dispersion),
+                // Observe-only: the real clock still has the error the
+                // discipline would have corrected; say so to clients.
+                root_dispersion: NtpShort::from_seconds(
+                    status.root_dispersion + self.uncorrected.abs(),
+                ),
                 reference_id: ReferenceId(status.reference_id),
                 reference_timestamp: now,
             }

@@ -689,6 +689,7 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn reference_ids_read_as_rfc5905_says() {

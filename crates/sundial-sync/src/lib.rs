@@ -11,6 +11,7 @@
 )]
 
 mod action;
+mod applied;
 mod combine;
 mod consts;
 mod discipline;
@@ -26,6 +27,7 @@ mod status;
 mod synchronizer;
 
 pub use action::{ClockAction, PanicReason};
+pub use applied::AppliedCorrections;
 pub use settings::{StepLimit, SyncSettings};
 pub use status::{NoSyncReason, SourceState, SourceStatus, SyncStatus};
 pub use synchronizer::{SourceId, Synchronizer};

@@ -26,11 +26,10 @@ use sundial_daemon::discipline;
 use sundial_daemon::keystore::KeyStore;
 use sundial_daemon::server::ntp::{self, StateFn};
 use sundial_daemon::server::nts_ke::{self, Announce};
-use sundial_daemon::source::{self, SourceEvent, SourceId, SourceStatus};
+use sundial_daemon::source::{self, SourceEvent, SourceStatus};
 use sundial_proto::ntp::packet::ReferenceId;
 use sundial_proto::nts::cookie::cookie_len;
 use sundial_proto::server::ServerState;
-use sundial_sync::{ClockAction, Synchronizer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -242,11 +241,21 @@ async fn run_demo(
     let origin = Instant::now();
     let (events_tx, mut events) = mpsc::channel(64);
     let mut sources = source::spawn_sources(&client, origin, events_tx, cancel.clone());
-    let mut sync = Synchronizer::new(discipline::settings(&client));
-    for handle in &sources.handles {
-        sync.add_source(sundial_sync::SourceId(u64::from(handle.id.0)));
-    }
-    let clock = ObserveClock::new();
+    // The daemon's own discipline loop, on an observe-only clock; the demo
+    // sees every source event first, prints it, then hands it on.
+    let clock = Arc::new(ObserveClock::new());
+    let shared = discipline::SharedState::new(ServerState::UNSYNCHRONIZED);
+    let discipline = discipline::Discipline::new(
+        discipline::settings(&client),
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        shared,
+        &sources.handles,
+        0.0,
+        origin,
+    );
+    let mut observed = discipline.observe();
+    let (forward, forwarded) = mpsc::channel(64);
+    let mut loop_task = tokio::spawn(discipline.run(forwarded, cancel.clone()));
     let mut summary = Summary::default();
     let mut synchronized = false;
 
@@ -262,27 +271,17 @@ async fn run_demo(
                 log.line("Ctrl-C: stopping");
                 break;
             }
-            event = events.recv() => match event {
-                Some(event) => event,
-                None => break,
-            },
-        };
-        match event {
-            SourceEvent::Status(id, status) => {
-                describe_status(log, &mut sync, &mut summary, id, status);
-            }
-            SourceEvent::Measurement(id, m) => {
-                summary.samples += 1;
-                // An NTS source hands on only authenticated answers.
-                log.line(&format!(
-                    "sample {}: offset {:+.6} s  delay {:.6} s  stratum {}  (NTS-authenticated)",
-                    summary.samples, m.offset, m.delay, m.stratum
-                ));
-                let actions = sync.measurement(sync_id(id), m);
-                for action in actions {
-                    apply(log, &clock, action);
+            ended = &mut loop_task => {
+                if let Ok(Err(panicked)) = ended {
+                    log.line(&format!("the synchronizer stopped: {panicked}"));
                 }
-                let status = sync.status();
+                break;
+            }
+            changed = observed.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let status = observed.borrow_and_update().sync.clone();
                 if status.synchronized && !synchronized {
                     log.line(&format!(
                         "synchronized: the synchronizer selected the source (stratum {}); \
@@ -291,25 +290,36 @@ async fn run_demo(
                     ));
                 }
                 synchronized = status.synchronized;
-                for handle in &sources.handles {
-                    let want = sync.poll_interval(sync_id(handle.id));
-                    handle
-                        .poll
-                        .send_if_modified(|p| std::mem::replace(p, want) != want);
-                }
+                continue;
             }
-            SourceEvent::Unreachable(id) => {
-                sync.unreachable(sync_id(id), origin.elapsed().as_secs_f64());
-                log.line("the source is unreachable");
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        match &event {
+            SourceEvent::Status(_, status) => describe_status(log, &mut summary, status),
+            SourceEvent::Measurement(_, m) => {
+                summary.samples += 1;
+                // An NTS source hands on only authenticated answers.
+                log.line(&format!(
+                    "sample {}: offset {:+.6} s  delay {:.6} s  stratum {}  (NTS-authenticated)",
+                    summary.samples, m.offset, m.delay, m.stratum
+                ));
             }
+            SourceEvent::Unreachable(_) => log.line("the source is unreachable"),
             // SourceEvent is non-exhaustive: newer events are not shown.
             _ => {}
         }
+        if forward.send(event).await.is_err() {
+            break;
+        }
     }
 
+    let status = observed.borrow().sync.clone();
     report::table(
         log,
-        &sync.status(),
+        &status,
         &sources.handles,
         &summary,
         &ntp_stats,
@@ -328,38 +338,7 @@ async fn run_demo(
     Ok(summary)
 }
 
-fn sync_id(id: SourceId) -> sundial_sync::SourceId {
-    sundial_sync::SourceId(u64::from(id.0))
-}
-
-/// Hands a clock action to the observe-only clock, which records it and
-/// changes nothing.
-fn apply(log: &mut Log<impl Write>, clock: &ObserveClock, action: ClockAction) {
-    let _ = match action {
-        ClockAction::Step { offset } => {
-            log.line(&format!(
-                "the synchronizer asks for a step of {offset:+.6} s (not done: observe-only)"
-            ));
-            clock.step(offset)
-        }
-        ClockAction::Slew { offset } => clock.slew(offset),
-        ClockAction::SetFrequency { ppm } => clock.set_frequency(ppm),
-        ClockAction::Panic { offset, reason } => {
-            log.line(&format!(
-                "the synchronizer refuses a step of {offset:+.3} s ({reason})"
-            ));
-            Ok(())
-        }
-    };
-}
-
-fn describe_status(
-    log: &mut Log<impl Write>,
-    sync: &mut Synchronizer,
-    summary: &mut Summary,
-    id: SourceId,
-    status: SourceStatus,
-) {
+fn describe_status(log: &mut Log<impl Write>, summary: &mut Summary, status: &SourceStatus) {
     match status {
         SourceStatus::KeyExchanged {
             ke_server,
@@ -368,14 +347,13 @@ fn describe_status(
             cookies,
         } => {
             summary.key_exchanges += 1;
-            summary.cookies_at_ke = cookies;
-            sync.set_source_refid(sync_id(id), discipline::reference_id(ntp_server));
+            summary.cookies_at_ke = *cookies;
             // Our server's cookies have a fixed length per algorithm.
             let length =
-                cookie_len(algorithm).map_or_else(String::new, |len| format!(" of {len} bytes"));
+                cookie_len(*algorithm).map_or_else(String::new, |len| format!(" of {len} bytes"));
             log.line(&format!(
                 "key exchange with {ke_server}: TLS 1.3, {}, {cookies} cookies{length}, NTP server {ntp_server}",
-                aead_name(algorithm)
+                aead_name(*algorithm)
             ));
         }
         SourceStatus::KeyExchangeFailed { error, .. } => {

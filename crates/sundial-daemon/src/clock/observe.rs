@@ -76,6 +76,10 @@ impl Clock for ObserveClock {
         self.record(WouldDo::Status(status));
         Ok(())
     }
+
+    fn applies_changes(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
