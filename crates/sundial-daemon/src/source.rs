@@ -117,6 +117,8 @@ pub struct SourceStats {
     pub unanswered: AtomicU64,
     /// Unix seconds of the last successful NTS key exchange; 0 for never.
     pub last_key_exchange: AtomicU64,
+    /// The AEAD it negotiated (IANA id; 0 for none yet).
+    pub aead: AtomicU64,
 }
 
 impl SourceStats {

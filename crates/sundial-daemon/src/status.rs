@@ -197,6 +197,9 @@ pub struct SourceSnapshot {
     pub nts_cookies: Option<u64>,
     /// Unix seconds of the last successful key exchange (NTS only).
     pub last_key_exchange: Option<u64>,
+    /// The AEAD that key exchange negotiated, by its IANA name (NTS only).
+    #[serde(default)]
+    pub nts_aead: Option<String>,
     pub counters: SourceCounters,
 }
 
@@ -553,6 +556,10 @@ fn source_snapshot(info: &SourceInfo, observed: Option<&Observed>) -> SourceSnap
         poll_exponent: sync.map_or(0, |st| st.poll),
         nts_cookies: nts.then(|| get(&s.cookies)),
         last_key_exchange: (nts && last_ke != 0).then_some(last_ke),
+        nts_aead: u16::try_from(get(&s.aead))
+            .ok()
+            .filter(|&id| nts && id != 0)
+            .map(|id| sundial_proto::nts::aead::AeadAlgorithm::from_u16(id).to_string()),
         counters: SourceCounters {
             requests: get(&s.requests),
             samples: get(&s.samples),
@@ -725,6 +732,7 @@ mod tests {
                 poll_exponent: 4,
                 nts_cookies: Some(8),
                 last_key_exchange: Some(1_700_000_000),
+                nts_aead: Some("AEAD_AES_SIV_CMAC_256".to_owned()),
                 counters: SourceCounters::default(),
             }],
             ..Status::default()

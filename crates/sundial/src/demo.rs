@@ -34,7 +34,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ca;
-use crate::query::aead_name;
 use report::{Log, Summary};
 
 /// Longest `--seconds`: a demo, not a server.
@@ -353,7 +352,7 @@ fn describe_status(log: &mut Log<impl Write>, summary: &mut Summary, status: &So
                 cookie_len(*algorithm).map_or_else(String::new, |len| format!(" of {len} bytes"));
             log.line(&format!(
                 "key exchange with {ke_server}: TLS 1.3, {}, {cookies} cookies{length}, NTP server {ntp_server}",
-                aead_name(*algorithm)
+                algorithm
             ));
         }
         SourceStatus::KeyExchangeFailed { error, .. } => {

@@ -440,16 +440,6 @@ fn ntp_failure(error: &NtpExchangeError) -> Failure {
 }
 
 /// The IANA name of an AEAD algorithm.
-pub(crate) fn aead_name(alg: AeadAlgorithm) -> String {
-    match alg {
-        AeadAlgorithm::AesSivCmac256 => "AEAD_AES_SIV_CMAC_256".to_owned(),
-        AeadAlgorithm::AesSivCmac384 => "AEAD_AES_SIV_CMAC_384".to_owned(),
-        AeadAlgorithm::AesSivCmac512 => "AEAD_AES_SIV_CMAC_512".to_owned(),
-        AeadAlgorithm::Aes128GcmSiv => "AEAD_AES_128_GCM_SIV".to_owned(),
-        AeadAlgorithm::Unknown(id) => format!("AEAD id {id}"),
-    }
-}
-
 fn leap_name(leap: LeapIndicator) -> &'static str {
     match leap {
         LeapIndicator::NoWarning => "none",
@@ -528,7 +518,7 @@ fn to_text(report: &Report) -> String {
         let _ = writeln!(
             w,
             "  AEAD             {} (id {})",
-            aead_name(ke.algorithm),
+            ke.algorithm,
             ke.algorithm.to_u16()
         );
         let lengths = match ke.cookie_len {
@@ -635,7 +625,7 @@ fn to_json(report: &Report, plain: bool) -> Value {
             "address": ke.address.to_string(),
             "tls_version": ke.tls_version,
             "cipher_suite": ke.cipher_suite,
-            "aead": aead_name(ke.algorithm),
+            "aead": ke.algorithm.to_string(),
             "aead_id": ke.algorithm.to_u16(),
             "cookies": ke.cookies,
             "cookie_length": ke.cookie_len.1,

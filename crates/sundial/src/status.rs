@@ -186,7 +186,7 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "S Name                           Address                St Poll Reach Cookies     Offset      Delay     Jitter  Last KE"
+            "S Name                           Address                St Poll Reach Cookies     Offset      Delay     Jitter  Last KE  AEAD"
         )?;
         for s in &status.sources {
             let address = s
@@ -201,9 +201,10 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 || "-".to_owned(),
                 |t| format!("{} ago", span(now.saturating_sub(t))),
             );
+            let aead = s.nts_aead.as_deref().unwrap_or("-");
             writeln!(
                 out,
-                "{} {:<30} {:<22} {:>2} {:>4} {:>5o} {:>7} {:>10} {:>10} {:>10}  {}",
+                "{} {:<30} {:<22} {:>2} {:>4} {:>5o} {:>7} {:>10} {:>10} {:>10}  {:<8} {}",
                 s.state.marker(),
                 s.name,
                 address,
@@ -215,6 +216,7 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 seconds(s.delay_seconds, false),
                 seconds(s.jitter_seconds, false),
                 ke,
+                aead,
             )?;
         }
         writeln!(
@@ -337,6 +339,7 @@ mod tests {
                 poll_exponent: 4,
                 nts_cookies: Some(8),
                 last_key_exchange: Some(1_000_000 - 65),
+                nts_aead: Some("AEAD_AES_SIV_CMAC_256".to_owned()),
                 counters: SourceCounters::default(),
             }],
             ntp_servers: vec![NtpServerSnapshot {

@@ -8,6 +8,9 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use std::process::Command;
+
+use sundial_daemon::status::{SourceState, Status};
 use sundial_proto::ntp::packet::{LeapIndicator, NtpHeader};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 
@@ -46,11 +49,14 @@ fn sundial_synchronizes_to_chronyd_over_nts_without_touching_the_clock() {
         "chronyd's NTS-KE port did not open"
     );
 
-    // The client also serves NTP, to show it announces what it follows.
+    // The client also serves NTP, to show it announces what it follows,
+    // and answers `sundial status` on a socket.
     let serve_port = free_udp_port();
+    let socket = dir.join("sundial.sock");
     let config = format!(
-        "{}\n[[server]]\nlisten = \"127.0.0.1:{serve_port}\"\n",
-        client_config(ke_port, &certs.ca)
+        "{}\n[[server]]\nlisten = \"127.0.0.1:{serve_port}\"\n\n[observability]\nobservation-path = \"{}\"\n",
+        client_config(ke_port, &certs.ca),
+        socket.display()
     );
     let start = Instant::now();
     let (_sundial, log) = start_sundial(&dir, "client", &config);
@@ -67,6 +73,31 @@ fn sundial_synchronizes_to_chronyd_over_nts_without_touching_the_clock() {
     );
     assert!(text.contains("observe-only"), "{text}");
     assert!(!text.contains("stepping the clock"), "{text}");
+
+    // `sundial status` shows the source over NTS: selected, 8 cookies after
+    // the placeholders refilled the jar, the AEAD, an offset within 1 ms.
+    let status = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
+            .args(["status", "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .ok()?;
+        let status: Status = serde_json::from_slice(&out.stdout).ok()?;
+        let source = status.sources.first()?;
+        (source.state == SourceState::Selected
+            && source.mode == "nts"
+            && source.nts_cookies == Some(8)
+            && source.nts_aead.is_some())
+        .then_some(status)
+    })
+    .unwrap_or_else(|| panic!("status never showed the NTS source selected with 8 cookies"));
+    let source = &status.sources[0];
+    assert!(
+        source.offset_seconds.abs() < 1e-3,
+        "offset {}",
+        source.offset_seconds
+    );
+    assert!(source.last_key_exchange.is_some());
 
     // Its NTP server now says stratum 2, reference id = chronyd's address,
     // leap "no warning": what it synchronized to, not local-stratum.

@@ -82,6 +82,9 @@ pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Targe
         ctx.stats
             .last_key_exchange
             .store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
+        ctx.stats
+            .aead
+            .store(u64::from(outcome.algorithm.to_u16()), Ordering::Relaxed);
 
         let ntp = HostPort {
             host: outcome.ntp_host.clone(),

@@ -83,6 +83,17 @@ impl AeadAlgorithm {
         self.key_len().is_some()
     }
 
+    /// The IANA name, e.g. `AEAD_AES_SIV_CMAC_256`; `None` for an unknown id.
+    pub const fn name(self) -> Option<&'static str> {
+        match self {
+            Self::AesSivCmac256 => Some("AEAD_AES_SIV_CMAC_256"),
+            Self::AesSivCmac384 => Some("AEAD_AES_SIV_CMAC_384"),
+            Self::AesSivCmac512 => Some("AEAD_AES_SIV_CMAC_512"),
+            Self::Aes128GcmSiv => Some("AEAD_AES_128_GCM_SIV"),
+            Self::Unknown(_) => None,
+        }
+    }
+
     /// The nonce length we generate when sealing, or `None` for an algorithm
     /// we do not implement. SIV accepts any non-empty nonce on open; 16 bytes
     /// is what RFC 8915 section 5.6 has servers use. GCM-SIV takes exactly 12.
@@ -91,6 +102,15 @@ impl AeadAlgorithm {
             Self::AesSivCmac256 | Self::AesSivCmac384 | Self::AesSivCmac512 => Some(16),
             Self::Aes128GcmSiv => Some(12),
             Self::Unknown(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AeadAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "AEAD id {}", self.to_u16()),
         }
     }
 }
