@@ -25,7 +25,7 @@ use crate::discipline::{self, Discipline, Panicked, SharedState};
 use crate::keystore::{KeyStore, KeyStoreError};
 use crate::metrics::{self, MetricsStartError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
-use crate::server::nts_ke::{self, Announce, KeStartError};
+use crate::server::nts_ke::{self, Announce, KeStartError, NtpTarget};
 use crate::source;
 use crate::status::{self, KeyRole, StatusStartError};
 
@@ -59,20 +59,30 @@ pub enum RunError {
 /// unit can refuse to restart (`RestartPreventExitStatus=3`).
 pub const EXIT_PANIC: u8 = 3;
 
-/// What a KE server announces: its own `ntp-server`, and `ntp-port` or,
-/// when that is unset, the port every NTP listener shares if it is not 123
-/// (so a test server on port 12300 just works; config loading already
-/// refused the ambiguous case).
+/// What a KE server announces: its own `ntp-server` (or each of its
+/// `ntp-servers` in turn), and `ntp-port` or, when that is unset, the port
+/// every NTP listener shares if it is not 123 (so a test server on port
+/// 12300 just works; config loading already refused the ambiguous case).
 fn announce(config: &Config, ke: &NtsKeServerConfig) -> Result<Announce, RunError> {
     let port = match ke.ntp_port {
         Some(port) => Some(port),
         None => config::implicit_ntp_port(&config.servers)
             .map_err(|ports| RunError::AmbiguousPort(ke.listen, ports))?,
     };
-    Ok(Announce {
-        server: ke.ntp_server.clone(),
-        port,
-    })
+    if ke.ntp_servers.is_empty() {
+        return Ok(Announce::single(ke.ntp_server.clone(), port));
+    }
+    // Entries were checked at load; each may carry its own port.
+    let targets = ke
+        .ntp_servers
+        .iter()
+        .filter_map(|entry| config::HostPort::parse(entry, 0).ok())
+        .map(|hp| NtpTarget {
+            server: Some(hp.host),
+            port: if hp.port == 0 { port } else { Some(hp.port) },
+        })
+        .collect();
+    Ok(Announce { targets })
 }
 
 /// The server's own time state. Without sources it is a local clock at

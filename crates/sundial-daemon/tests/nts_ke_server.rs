@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use sundial_daemon::config::NtsKeServerConfig;
 use sundial_daemon::keystore::SharedKeySet;
-use sundial_daemon::server::nts_ke::{self, Announce, KeStartError, KeStats};
+use sundial_daemon::server::nts_ke::{self, Announce, KeStartError, KeStats, NtpTarget};
 use sundial_daemon::tls::{self, CertificateInfo, NTSKE_ALPN, TlsError};
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::cookie::cookie_len;
@@ -396,10 +396,7 @@ async fn full_exchange_gives_eight_cookies_that_open_to_the_clients_keys() {
 #[tokio::test]
 async fn announced_server_and_port_are_sent() {
     let pki = pki();
-    let announce = Announce {
-        server: Some("ntp.example.test".to_owned()),
-        port: Some(12300),
-    };
+    let announce = Announce::single(Some("ntp.example.test".to_owned()), Some(12300));
     let running = start(&pki, "", announce).await;
     let (response, client_keys) = exchange(
         running.addr,
@@ -411,6 +408,42 @@ async fn announced_server_and_port_are_sent() {
     assert_eq!(response.server.as_deref(), Some("ntp.example.test"));
     assert_eq!(response.port, Some(12300));
     assert_cookies_open(&running, &response, &client_keys);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn several_ntp_servers_are_announced_in_turn() {
+    let pki = pki();
+    let target = |name: &str, port| NtpTarget {
+        server: Some(name.to_owned()),
+        port: Some(port),
+    };
+    let announce = Announce {
+        targets: vec![
+            target("a.example.test", 123),
+            target("b.example.test", 1123),
+        ],
+    };
+    let running = start(&pki, "", announce).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (response, _) = exchange(
+            running.addr,
+            localhost(),
+            ntske_client(&pki),
+            &AeadAlgorithm::SUPPORTED,
+        )
+        .await;
+        seen.push((response.server.unwrap_or_default(), response.port));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("a.example.test".to_owned(), Some(123)),
+            ("b.example.test".to_owned(), Some(1123)),
+            ("a.example.test".to_owned(), Some(123)),
+        ]
+    );
     running.stop().await;
 }
 
@@ -795,10 +828,7 @@ async fn bind_names_the_file_and_the_address() {
 async fn a_server_name_that_cannot_be_sent_is_refused_at_bind() {
     let pki = pki();
     let config = ke_config(&pki, "127.0.0.1:0", "");
-    let announce = Announce {
-        server: Some("bad\u{7f}name".to_owned()),
-        port: None,
-    };
+    let announce = Announce::single(Some("bad\u{7f}name".to_owned()), None);
     let e = within("bind", nts_ke::bind(&config, announce))
         .await
         .unwrap_err();

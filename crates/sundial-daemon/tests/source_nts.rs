@@ -137,10 +137,7 @@ async fn servers(pki: &Pki) -> Servers {
         pki.key.display()
     ))
     .unwrap();
-    let announce = Announce {
-        server: None,
-        port: Some(ntp_port),
-    };
+    let announce = Announce::single(None, Some(ntp_port));
     let ke = within("KE bind", nts_ke::bind(&ke_config, announce))
         .await
         .unwrap();

@@ -216,10 +216,7 @@ async fn run_demo(
         .map_err(|e| DemoError::Start(e.to_string()))?;
     // The port is only known now that it is bound, so the KE server is
     // told it directly rather than through `ntp-port` in the file.
-    let announce = Announce {
-        server: None,
-        port: Some(ntp_addr.port()),
-    };
+    let announce = Announce::single(None, Some(ntp_addr.port()));
     let ke_listener = nts_ke::bind(ke_config, announce)
         .await
         .map_err(|e| DemoError::Start(e.to_string()))?;

@@ -47,6 +47,11 @@ pub struct NtsKeServerConfig {
     /// server is not this host.
     #[serde(default)]
     pub ntp_server: Option<String>,
+    /// *sundial:* several NTP servers (`host` or `host:port`) named in turn,
+    /// one per key exchange, to spread the clients of one KE front over a
+    /// fleet that shares its key file. Instead of `ntp-server`.
+    #[serde(default)]
+    pub ntp_servers: Vec<String>,
     /// NTP versions clients may negotiate (default `[4]`).
     #[serde(default = "default_accept_ntp_versions")]
     pub accept_ntp_versions: Vec<u8>,
@@ -91,6 +96,17 @@ impl NtsKeServerConfig {
         if let Some(name) = &self.ntp_server {
             if let Err(message) = HostPort::parse(name, NTP_PORT) {
                 problems.push(Problem::new(at.key("ntp-server"), message));
+            }
+            if !self.ntp_servers.is_empty() {
+                problems.push(Problem::new(
+                    at.key("ntp-servers"),
+                    "give either ntp-server or ntp-servers, not both",
+                ));
+            }
+        }
+        for (index, name) in self.ntp_servers.iter().enumerate() {
+            if let Err(message) = HostPort::parse(name, NTP_PORT) {
+                problems.push(Problem::new(at.key("ntp-servers").index(index), message));
             }
         }
         check_versions(

@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -62,13 +62,35 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// the request; a typical request is a few dozen bytes.
 const READ_CHUNK: usize = 512;
 
-/// What to put in the Server and Port Negotiation records of every
-/// response (RFC 8915 4.1.7, 4.1.8); `None` sends no record, so clients use
-/// this host and port 123.
+/// What one response puts in its Server and Port Negotiation records
+/// (RFC 8915 4.1.7, 4.1.8); `None` sends no record, so clients use this
+/// host and port 123.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Announce {
+pub struct NtpTarget {
     pub server: Option<String>,
     pub port: Option<u16>,
+}
+
+/// What the responses announce: one target, or several named in turn (one
+/// per key exchange) to spread clients over NTP servers that share the key
+/// file. No target sends no record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announce {
+    pub targets: Vec<NtpTarget>,
+}
+
+impl Announce {
+    /// Every response names `server` and `port`.
+    pub fn single(server: Option<String>, port: Option<u16>) -> Self {
+        Self {
+            targets: vec![NtpTarget { server, port }],
+        }
+    }
+
+    /// The target for the `n`th key exchange.
+    fn nth(&self, n: usize) -> Option<&NtpTarget> {
+        self.targets.get(n.checked_rem(self.targets.len())?)
+    }
 }
 
 /// Why a KE listener could not start.
@@ -210,14 +232,16 @@ fn check_announce(listen: SocketAddr, announce: &Announce) -> Result<(), KeStart
         requested_server: None,
         requested_port: None,
     };
-    match build_response(&probe, &[], announce.server.as_deref(), announce.port) {
-        Ok(_) => Ok(()),
-        Err(source) => Err(KeStartError::Announce {
-            listen,
-            server: announce.server.clone().unwrap_or_default(),
-            source,
-        }),
+    for target in &announce.targets {
+        if let Err(source) = build_response(&probe, &[], target.server.as_deref(), target.port) {
+            return Err(KeStartError::Announce {
+                listen,
+                server: target.server.clone().unwrap_or_default(),
+                source,
+            });
+        }
     }
+    Ok(())
 }
 
 impl KeListener {
@@ -253,6 +277,7 @@ impl KeListener {
             acceptor: self.acceptor,
             keys,
             announce: self.announce,
+            turn: AtomicUsize::new(0),
             stats: Arc::clone(&self.stats),
             timeout: self.timeout,
         });
@@ -464,6 +489,8 @@ struct Connection {
     acceptor: TlsAcceptor,
     keys: SharedKeySet,
     announce: Arc<Announce>,
+    /// Key exchanges answered, to take the announced targets in turn.
+    turn: AtomicUsize,
     stats: Arc<KeStats>,
     timeout: Duration,
 }
@@ -590,13 +617,11 @@ impl Connection {
         )
         .map_err(|e| tracing::warn!(error = %e, "NTS-KE key export failed"))?;
         let cookies = self.seal_cookies(&keys)?;
-        build_response(
-            negotiated,
-            &cookies,
-            self.announce.server.as_deref(),
-            self.announce.port,
-        )
-        .map_err(|e| tracing::warn!(error = %e, "encoding the NTS-KE response failed"))
+        // Round robin over the announced NTP servers, one per exchange.
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let target = self.announce.nth(turn).cloned().unwrap_or_default();
+        build_response(negotiated, &cookies, target.server.as_deref(), target.port)
+            .map_err(|e| tracing::warn!(error = %e, "encoding the NTS-KE response failed"))
     }
 
     /// Seals [`COOKIE_COUNT`] cookies under one read lock. Synchronous on
