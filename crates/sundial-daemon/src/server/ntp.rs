@@ -56,6 +56,10 @@ const MAX_THREADS: usize = 16;
 /// early by more than the server's own precision is worth (~20 µs).
 const FLUSH_AFTER: Duration = Duration::from_micros(20);
 
+/// Receive buffer asked for per socket (bytes of kernel memory, not
+/// packets: a small datagram costs about a kilobyte of it).
+const RECV_BUFFER: usize = 4 << 20;
+
 /// Where the server's view of its own time comes from.
 pub type StateFn = Arc<dyn Fn(NtpTimestamp) -> ServerState + Send + Sync>;
 
@@ -204,6 +208,13 @@ fn bind_threads(
         // The kernel stamps each datagram as it arrives: the receive
         // timestamp then excludes our scheduling and batching delay.
         setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(|e| err(e.into()))?;
+        // Room for a few tens of milliseconds of requests at full load:
+        // a serving thread that loses its core for a moment (another
+        // process, an interrupt storm) then answers late, not never. The
+        // kernel caps this at net.core.rmem_max; less is fine.
+        if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
+            tracing::debug!(error = %e, "cannot enlarge the NTP receive buffer");
+        }
         // Blocking reads that time out, so an idle thread sees a shutdown.
         socket.set_read_timeout(Some(IDLE_WAKE)).map_err(err)?;
         bound.push(std::net::UdpSocket::from(socket));

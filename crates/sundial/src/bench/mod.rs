@@ -135,9 +135,11 @@ fn sweep(
         "rss_kib"
     );
     let mut best: Option<StepReport> = None;
+    let mut peak: f64 = 0.0;
     if let Some(rate) = args.rate {
         let secs = args.duration.clamp(0.1, MAX_SECONDS);
         let report = measured_step(args, generator, workload, rate, secs)?;
+        peak = report.answered_rate();
         if report.loss() < 0.01 {
             best = Some(report);
         }
@@ -146,11 +148,18 @@ fn sweep(
         let secs = args.step_seconds.min(MAX_SECONDS);
         for _ in 0..args.max_steps {
             let report = measured_step(args, generator, workload, rate, secs)?;
+            peak = peak.max(report.answered_rate());
             let loss = report.loss();
+            let generator_limited = report.offered_rate() < 0.75 * rate;
             if loss < 0.01 && best.as_ref().is_none_or(|b| report.sent > b.sent) {
                 best = Some(report);
             }
             if loss > args.max_loss {
+                break;
+            }
+            // Past this the generator, not the server, sets the rate.
+            if generator_limited {
+                println!("# the generator offered under 75% of the target: stopping");
                 break;
             }
             rate *= args.step;
@@ -158,11 +167,13 @@ fn sweep(
     }
     match best {
         Some(b) => println!(
-            "RESULT mode={mode} max_lossless_offered={:.0} max_lossless_answered={:.0}",
+            "RESULT mode={mode} max_lossless_offered={:.0} max_lossless_answered={:.0} peak_answered={peak:.0}",
             b.offered_rate(),
             b.answered_rate()
         ),
-        None => println!("RESULT mode={mode} max_lossless_offered=0 max_lossless_answered=0"),
+        None => println!(
+            "RESULT mode={mode} max_lossless_offered=0 max_lossless_answered=0 peak_answered={peak:.0}"
+        ),
     }
     Ok(())
 }
