@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::batch::{RxBatch, TxBatch, to_socket_addr};
 use super::rate::RateLimiter;
-use crate::config::{FilterAction, RequireNts, ServerConfig};
+use crate::config::{FilterAction, RateLimitAction, RequireNts, ServerConfig};
 use crate::keystore::SharedKeySet;
 
 /// Largest request read; anything longer is truncated and then fails to
@@ -329,10 +329,7 @@ impl Worker {
         let fd = self.socket.as_raw_fd();
         // A table per thread: a client's datagrams from one source port
         // always reach the same socket, so its rate is seen whole.
-        let mut limiter = RateLimiter::new(
-            self.config.rate_limiting_cache_size,
-            Duration::from_millis(self.config.rate_limiting_cutoff_ms),
-        );
+        let mut limiter = RateLimiter::from_config(&self.config);
         // A ChaCha generator seeded from the OS, one per thread, for
         // nonces and cookie keys.
         let mut rng = StdRng::from_os_rng();
@@ -419,6 +416,8 @@ impl Worker {
     }
 
     fn flush(&self, fd: RawFd, tx: &mut TxBatch, tally: &mut Tally) {
+        // Count before sending: a client holding its answer finds it counted.
+        tally.flush(&self.stats);
         let sent = tx.flush(fd);
         tally.send_errors += sent.failed;
     }
@@ -430,10 +429,11 @@ impl Worker {
             Some(FilterAction::Deny) => return Some(Admission::Deny),
             None => {}
         }
-        if limiter.is_some_and(|l| l.is_limited(ip, Instant::now())) {
-            return Some(Admission::RateLimited);
+        match limiter.and_then(|l| l.check(ip, Instant::now())) {
+            None => Some(Admission::Allow),
+            Some(RateLimitAction::Kiss) => Some(Admission::RateLimited),
+            Some(RateLimitAction::Ignore) => None,
         }
-        Some(Admission::Allow)
     }
 }
 
