@@ -5,6 +5,7 @@ use sundial_proto::nts::aead::AeadAlgorithm::{self, *};
 use sundial_proto::nts::ke_client::{
     KeClient, KeClientError, KeClientProgress, KeResponse, MAX_RESPONSE_LEN,
 };
+use sundial_proto::nts::key_export::KeyContext;
 use sundial_proto::nts::ke_record::{
     ErrorCode, NextProtocol, Record, RecordBody, RecordError, WarningCode,
 };
@@ -49,13 +50,86 @@ fn good() -> Vec<Record> {
 #[test]
 fn request_is_next_protocol_aead_end_all_critical() {
     assert_eq!(
-        client().request(),
+        KeClient::new(&[AesSivCmac256, AesSivCmac512]).request(),
+        vec![
+            0x80, 1, 0, 2, 0, 0, // Next Protocol [NTPv4]
+            0x80, 4, 0, 4, 0, 15, 0, 17, // AEAD [15, 17]
+            0x80, 0, 0, 0, // End of Message
+        ]
+    );
+}
+
+#[test]
+fn offering_gcm_siv_adds_chronys_non_critical_record_1024() {
+    let c = client();
+    assert!(c.sends_compliant_gcm_siv_record());
+    assert_eq!(
+        c.request(),
+        vec![
+            0x80, 1, 0, 2, 0, 0, // Next Protocol [NTPv4]
+            0x80, 4, 0, 4, 0, 15, 0, 30, // AEAD [15, 30]
+            0x04, 0, 0, 0, // 1024, not critical, empty
+            0x80, 0, 0, 0, // End of Message
+        ]
+    );
+    // An older client's request, for tests of servers.
+    let old = client().without_compliant_gcm_siv_record();
+    assert!(!old.sends_compliant_gcm_siv_record());
+    assert_eq!(
+        old.request(),
         vec![
             0x80, 1, 0, 2, 0, 0, // Next Protocol [NTPv4]
             0x80, 4, 0, 4, 0, 15, 0, 30, // AEAD [15, 30]
             0x80, 0, 0, 0, // End of Message
         ]
     );
+}
+
+#[test]
+fn key_context_follows_the_servers_record_1024() {
+    let compliant = Record::new(false, RecordBody::CompliantGcmSivExport);
+    let done = |records: Vec<Record>| match client().receive(&msg(&records)) {
+        Ok(KeClientProgress::Done(r)) => (r.algorithm, r.key_context, r.fallback_key_context),
+        other => panic!("{other:?}"),
+    };
+    // GCM-SIV and the record: compliant keys, nothing to fall back to.
+    let mut with = good();
+    with.insert(2, compliant.clone());
+    assert_eq!(
+        done(with),
+        (Aes128GcmSiv, KeyContext::Compliant, None)
+    );
+    // GCM-SIV without it: an older chrony (legacy), or a compliant server
+    // unaware of the record (the fallback after an NTS NAK).
+    assert_eq!(
+        done(good()),
+        (
+            Aes128GcmSiv,
+            KeyContext::LegacyGcmSiv,
+            Some(KeyContext::Compliant)
+        )
+    );
+    // Another algorithm: the record changes nothing.
+    let mut other = good();
+    other[1] = aead(&[AesSivCmac256]);
+    assert_eq!(done(other.clone()), (AesSivCmac256, KeyContext::Compliant, None));
+    other.insert(2, compliant.clone());
+    assert_eq!(done(other), (AesSivCmac256, KeyContext::Compliant, None));
+    // Twice is a malformed answer, as for every other singleton record.
+    let mut twice = good();
+    twice.insert(2, compliant.clone());
+    twice.insert(2, compliant);
+    assert_eq!(
+        client().receive(&msg(&twice)),
+        Err(KeClientError::DuplicateRecord(1024))
+    );
+    // A body is refused (chrony refuses it too).
+    let mut body = msg(&good()[..2]);
+    body.extend_from_slice(&[0x04, 0, 0, 1, 7]);
+    assert!(matches!(
+        client().receive(&body),
+        Err(KeClientError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -87,6 +161,10 @@ fn valid_response_in_one_read() {
             server: Some("ntp.example.".into()),
             port: Some(1234),
             warnings: vec![],
+            // GCM-SIV without record 1024 in the answer: chrony's legacy
+            // keys first, compliant ones after an NTS NAK.
+            key_context: KeyContext::LegacyGcmSiv,
+            fallback_key_context: Some(KeyContext::Compliant),
         }))
     );
     assert_eq!(c.finish(), Ok(()));

@@ -68,10 +68,15 @@ fn known_records_have_their_wire_form() {
         ),
         (
             Record::critical(RecordBody::Unknown {
-                record_type: 1024,
+                record_type: 1025,
                 body: vec![],
             }),
-            vec![0x84, 0, 0, 0],
+            vec![0x84, 1, 0, 0],
+        ),
+        // chrony's "compliant AES-128-GCM-SIV exporter context".
+        (
+            Record::new(false, RecordBody::CompliantGcmSivExport),
+            vec![0x04, 0, 0, 0],
         ),
     ];
     for (record, wire) in cases {
@@ -118,6 +123,14 @@ fn non_critical_known_records_keep_their_bit() {
 #[test]
 fn malformed_bodies_are_typed_errors() {
     let cases: Vec<(Vec<u8>, RecordError)> = vec![
+        (
+            vec![0x04, 0, 0, 2, 0, 0],
+            RecordError::WrongLength {
+                record_type: 1024,
+                expected: 0,
+                got: 2,
+            },
+        ),
         (
             vec![0x80, 0, 0, 1, 0],
             RecordError::WrongLength {
@@ -222,6 +235,14 @@ fn unencodable_records_are_typed_errors_and_leave_the_buffer_alone() {
             },
             EncodeError::InvalidRecordType(0x8001),
         ),
+        // Known now: it must be sent as itself.
+        (
+            RecordBody::Unknown {
+                record_type: 1024,
+                body: vec![],
+            },
+            EncodeError::InvalidRecordType(1024),
+        ),
         (
             RecordBody::AeadAlgorithm(vec![AeadAlgorithm::AesSivCmac256; 40000]),
             EncodeError::BodyTooLong(80000),
@@ -282,7 +303,9 @@ fn arb_body() -> impl Strategy<Value = RecordBody> {
         prop::collection::vec(any::<u8>(), 1..200).prop_map(RecordBody::NewCookie),
         "[!-~]{1,64}".prop_map(RecordBody::Server),
         any::<u16>().prop_map(RecordBody::Port),
+        Just(RecordBody::CompliantGcmSivExport),
         (8u16..=0x7fff, prop::collection::vec(any::<u8>(), 0..64))
+            .prop_filter("1024 is known", |(record_type, _)| *record_type != 1024)
             .prop_map(|(record_type, body)| RecordBody::Unknown { record_type, body }),
     ]
 }

@@ -42,13 +42,17 @@ fn unknown(critical: bool, record_type: u16) -> Record {
 fn server() -> KeServer {
     KeServer::new(&[AesSivCmac256, Aes128GcmSiv])
 }
-fn agreed(algorithm: AeadAlgorithm) -> KeServerProgress {
-    KeServerProgress::Request(Negotiated {
+fn negotiated(algorithm: AeadAlgorithm) -> Negotiated {
+    Negotiated {
         protocol: NextProtocol::NtpV4,
         algorithm,
         requested_server: None,
         requested_port: None,
-    })
+        compliant_gcm_siv: false,
+    }
+}
+fn agreed(algorithm: AeadAlgorithm) -> KeServerProgress {
+    KeServerProgress::Request(negotiated(algorithm))
 }
 /// Decodes a whole message into its records.
 fn records_of(mut wire: &[u8]) -> Vec<Record> {
@@ -71,9 +75,13 @@ fn negotiation_outcomes() {
             vec![
                 np(&[0]),
                 aead(&[AesSivCmac512, Aes128GcmSiv, AesSivCmac256]),
+                Record::new(false, RecordBody::CompliantGcmSivExport),
                 eom(),
             ],
-            agreed(Aes128GcmSiv),
+            KeServerProgress::Request(Negotiated {
+                compliant_gcm_siv: true,
+                ..negotiated(Aes128GcmSiv)
+            }),
         ),
         (
             "unknown ids in the client list are skipped",
@@ -124,6 +132,7 @@ fn negotiation_outcomes() {
                 algorithm: AesSivCmac256,
                 requested_server: Some("192.0.2.1".into()),
                 requested_port: Some(4123),
+                compliant_gcm_siv: false,
             }),
         ),
     ];
@@ -326,7 +335,14 @@ fn request_split_byte_by_byte() {
     for b in head {
         assert_eq!(s.receive(&[*b]), Ok(KeServerProgress::NeedMore));
     }
-    assert_eq!(s.receive(&[*last]), Ok(agreed(Aes128GcmSiv)));
+    // Our client offers GCM-SIV with record 1024.
+    assert_eq!(
+        s.receive(&[*last]),
+        Ok(KeServerProgress::Request(Negotiated {
+            compliant_gcm_siv: true,
+            ..negotiated(Aes128GcmSiv)
+        }))
+    );
 }
 
 /// A valid request padded with an ignored record to exactly `len` bytes.
@@ -381,6 +397,7 @@ fn response_layout() {
         algorithm: AesSivCmac256,
         requested_server: None,
         requested_port: None,
+        compliant_gcm_siv: false,
     };
     let cookies: Vec<Vec<u8>> = (0..COOKIE_COUNT as u8).map(|i| vec![i; 90]).collect();
     let wire = build_response(&negotiated, &cookies, Some("ntp.example"), Some(123)).unwrap();
@@ -491,4 +508,89 @@ proptest! {
         let _ = s.receive(rest);
         let _ = s.finish();
     }
+}
+
+fn compliant_record() -> Record {
+    Record::new(false, RecordBody::CompliantGcmSivExport)
+}
+
+fn negotiate(records: &[Record]) -> Negotiated {
+    match KeServer::new(&AeadAlgorithm::SUPPORTED).receive(&msg(records)) {
+        Ok(KeServerProgress::Request(n)) => n,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn record_1024_selects_compliant_gcm_siv_keys_and_is_echoed() {
+    use sundial_proto::nts::key_export::KeyContext;
+    let n = negotiate(&[
+        np(&[0]),
+        aead(&[Aes128GcmSiv, AesSivCmac256]),
+        compliant_record(),
+        eom(),
+    ]);
+    assert_eq!(n.algorithm, Aes128GcmSiv);
+    assert!(n.compliant_gcm_siv && n.echoes_compliant_gcm_siv());
+    assert_eq!(n.key_context(), KeyContext::Compliant);
+    let wire = build_response(&n, &[vec![1; 72]], None, None).unwrap();
+    assert_eq!(
+        records_of(&wire),
+        vec![
+            np(&[0]),
+            aead(&[Aes128GcmSiv]),
+            compliant_record(),
+            Record::new(false, RecordBody::NewCookie(vec![1; 72])),
+            eom(),
+        ]
+    );
+    // Another algorithm chosen: nothing to echo (chrony does the same).
+    let n = negotiate(&[np(&[0]), aead(&[AesSivCmac512]), compliant_record(), eom()]);
+    assert!(!n.echoes_compliant_gcm_siv());
+    assert_eq!(n.key_context(), KeyContext::Compliant);
+    let wire = build_response(&n, &[vec![1; 72]], None, None).unwrap();
+    assert!(!records_of(&wire).contains(&compliant_record()));
+}
+
+#[test]
+fn gcm_siv_without_record_1024_is_passed_over_when_the_client_offers_more() {
+    use sundial_proto::nts::key_export::KeyContext;
+    // chrony 4.4 to 4.6.0 offer [30, 15]: 15 is unambiguous.
+    let n = negotiate(&[np(&[0]), aead(&[Aes128GcmSiv, AesSivCmac256]), eom()]);
+    assert_eq!(n.algorithm, AesSivCmac256);
+    assert_eq!(n.key_context(), KeyContext::Compliant);
+    // Offering GCM-SIV alone: chrony's legacy keys, as chrony 4.6.1+ does.
+    let n = negotiate(&[np(&[0]), aead(&[Unknown(99), Aes128GcmSiv]), eom()]);
+    assert_eq!(n.algorithm, Aes128GcmSiv);
+    assert!(!n.echoes_compliant_gcm_siv());
+    assert_eq!(n.key_context(), KeyContext::LegacyGcmSiv);
+    // A server that allows only GCM-SIV still serves such a client.
+    let mut s = KeServer::new(&[Aes128GcmSiv]);
+    let Ok(KeServerProgress::Request(n)) =
+        s.receive(&msg(&[np(&[0]), aead(&[AesSivCmac256, Aes128GcmSiv]), eom()]))
+    else {
+        panic!("refused");
+    };
+    assert_eq!(n.algorithm, Aes128GcmSiv);
+    assert_eq!(n.key_context(), KeyContext::LegacyGcmSiv);
+}
+
+#[test]
+fn record_1024_twice_or_with_a_body_is_a_bad_request() {
+    let mut s = server();
+    let twice = msg(&[
+        np(&[0]),
+        aead(&[Aes128GcmSiv]),
+        compliant_record(),
+        compliant_record(),
+        eom(),
+    ]);
+    let e = s.receive(&twice).unwrap_err();
+    assert_eq!(e, KeServerError::DuplicateRecord(1024));
+    assert_eq!(e.error_code(), ErrorCode::BadRequest);
+    let mut body = msg(&[np(&[0]), aead(&[Aes128GcmSiv])]);
+    body.extend_from_slice(&[0x04, 0x00, 0, 1, 0]);
+    let e = server().receive(&body).unwrap_err();
+    assert!(matches!(e, KeServerError::Malformed(_)), "{e:?}");
+    assert_eq!(e.error_code(), ErrorCode::BadRequest);
 }

@@ -9,8 +9,10 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, Server
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::ke_client::{KeClient, KeClientProgress};
 use sundial_proto::nts::ke_record::NextProtocol;
-use sundial_proto::nts::ke_server::{COOKIE_COUNT, KeServer, KeServerProgress, build_response};
-use sundial_proto::nts::key_export::{KeyExportError, derive_keys};
+use sundial_proto::nts::ke_server::{
+    COOKIE_COUNT, KeServer, KeServerProgress, Negotiated, build_response,
+};
+use sundial_proto::nts::key_export::{KeyContext, KeyExportError, derive_keys, derive_keys_with};
 
 /// RFC 8915 4: the ALPN id of NTS-KE.
 const ALPN: &[u8] = b"ntske/1";
@@ -245,4 +247,198 @@ fn whole_exchange_over_tls() {
     )
     .unwrap();
     assert_same(&keys_at_client, &keys_at_server);
+}
+
+/// The servers of the AES-128-GCM-SIV matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerKind {
+    /// `KeServer`, as the daemon runs it.
+    Sundial,
+    /// chrony 4.6.1+: echoes record 1024 with GCM-SIV, legacy keys for a
+    /// client without it, follows the client's order strictly.
+    Chrony461,
+    /// chrony 4.4 to 4.6.0: ignores record 1024, always legacy GCM-SIV keys.
+    Chrony44,
+    /// An RFC 8915 server that does not know the record: compliant keys,
+    /// never echoes.
+    CompliantUnaware,
+}
+
+/// The clients of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    /// `KeClient`: sends record 1024, derives per `KeResponse::key_context`.
+    Sundial,
+    /// chrony 4.4 to 4.6.0: no record, legacy GCM-SIV keys.
+    Chrony44,
+    /// An RFC 8915 client that does not know the record: compliant keys.
+    CompliantUnaware,
+}
+
+/// Which client keys match the server's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Match {
+    /// The keys derived first.
+    First,
+    /// Only the fallback keys (after the server's NTS NAK).
+    Fallback,
+    /// None: the documented limitation.
+    Never,
+}
+
+fn exporter_keys(
+    conn: &impl std::ops::Deref<Target = rustls::ConnectionCommon<impl Sized>>,
+    alg: AeadAlgorithm,
+    context: KeyContext,
+) -> NtsKeys {
+    derive_keys_with(NTPV4, alg, context, |label, ctx, out| {
+        conn.export_keying_material(out, label.as_bytes(), Some(ctx))
+            .map(drop)
+    })
+    .unwrap()
+}
+
+fn same(a: &NtsKeys, b: &NtsKeys) -> bool {
+    a.algorithm() == b.algorithm()
+        && a.c2s.as_bytes() == b.c2s.as_bytes()
+        && a.s2c.as_bytes() == b.s2c.as_bytes()
+}
+
+/// One exchange between `client` and `server` in a real TLS session:
+/// the algorithm chosen, whether the answer carried record 1024, and which
+/// of the client's keys equal the server's.
+fn gcm_siv_case(
+    client: ClientKind,
+    server: ServerKind,
+    offered: &[AeadAlgorithm],
+) -> (AeadAlgorithm, bool, Match) {
+    use AeadAlgorithm::{Aes128GcmSiv, AesSivCmac256};
+    let pair = Pair::new();
+    let mut ke_client = KeClient::new(offered);
+    if client != ClientKind::Sundial {
+        ke_client = ke_client.without_compliant_gcm_siv_record();
+    }
+    let request = ke_client.request();
+
+    let sent_record = ke_client.sends_compliant_gcm_siv_record();
+    let (negotiated, server_context) = match server {
+        ServerKind::Sundial => {
+            let mut ke_server = KeServer::new(&AeadAlgorithm::SUPPORTED);
+            let Ok(KeServerProgress::Request(n)) = ke_server.receive(&request) else {
+                panic!("sundial refused {request:?}");
+            };
+            let context = n.key_context();
+            (n, context)
+        }
+        other => {
+            // chrony offers 30 and 15 and follows the client's order.
+            let algorithm = *offered
+                .iter()
+                .find(|a| [Aes128GcmSiv, AesSivCmac256].contains(a))
+                .expect("chrony shares an algorithm");
+            let knows_record = other == ServerKind::Chrony461;
+            let negotiated = Negotiated {
+                protocol: NextProtocol::NtpV4,
+                algorithm,
+                requested_server: None,
+                requested_port: None,
+                compliant_gcm_siv: knows_record && sent_record,
+            };
+            let context = match other {
+                ServerKind::CompliantUnaware => KeyContext::Compliant,
+                ServerKind::Chrony44 => KeyContext::LegacyGcmSiv,
+                _ => negotiated.key_context(),
+            };
+            (negotiated, context)
+        }
+    };
+    let server_keys = exporter_keys(&pair.server, negotiated.algorithm, server_context);
+    let response = build_response(&negotiated, &[vec![7; 72]], None, None).unwrap();
+    let echoed = negotiated.echoes_compliant_gcm_siv();
+
+    let Ok(KeClientProgress::Done(answer)) = ke_client.receive(&response) else {
+        panic!("client refused the answer");
+    };
+    assert_eq!(answer.algorithm, negotiated.algorithm);
+    let (first, fallback) = match client {
+        ClientKind::Sundial | ClientKind::Chrony44 => {
+            (answer.key_context, answer.fallback_key_context)
+        }
+        ClientKind::CompliantUnaware => (KeyContext::Compliant, None),
+    };
+    // chrony 4.4 clients have no fallback.
+    let fallback = fallback.filter(|_| client == ClientKind::Sundial);
+    let matched = if same(
+        &exporter_keys(&pair.client, answer.algorithm, first),
+        &server_keys,
+    ) {
+        Match::First
+    } else if fallback.is_some_and(|ctx| {
+        same(
+            &exporter_keys(&pair.client, answer.algorithm, ctx),
+            &server_keys,
+        )
+    }) {
+        Match::Fallback
+    } else {
+        Match::Never
+    };
+    (answer.algorithm, echoed, matched)
+}
+
+/// Every client with or without record 1024 against every server with or
+/// without it, over real TLS exporters: the keys agree where they must.
+#[test]
+fn gcm_siv_keys_agree_across_record_1024_support() {
+    use AeadAlgorithm::{Aes128GcmSiv as Gcm, AesSivCmac256 as Siv};
+    use ClientKind as C;
+    use Match::{Fallback, First, Never};
+    use ServerKind as S;
+    let both = [Gcm, Siv];
+    let gcm_only = [Gcm];
+    #[rustfmt::skip]
+    let cases: &[(C, S, &[AeadAlgorithm], AeadAlgorithm, bool, Match)] = &[
+        // Sundial client (sends 1024).
+        (C::Sundial, S::Sundial, &both, Gcm, true, First),
+        (C::Sundial, S::Sundial, &gcm_only, Gcm, true, First),
+        (C::Sundial, S::Chrony461, &both, Gcm, true, First),
+        (C::Sundial, S::Chrony44, &both, Gcm, false, First),
+        (C::Sundial, S::Chrony44, &gcm_only, Gcm, false, First),
+        (C::Sundial, S::CompliantUnaware, &both, Gcm, false, Fallback),
+        (C::Sundial, S::CompliantUnaware, &gcm_only, Gcm, false, Fallback),
+        // chrony 4.4 to 4.6.0 client (no record, legacy keys).
+        (C::Chrony44, S::Sundial, &both, Siv, false, First),
+        (C::Chrony44, S::Sundial, &gcm_only, Gcm, false, First),
+        (C::Chrony44, S::Chrony461, &both, Gcm, false, First),
+        (C::Chrony44, S::Chrony44, &both, Gcm, false, First),
+        // An RFC 8915 client unaware of the record: sundial steers it off
+        // GCM-SIV when it can; offering GCM-SIV alone it cannot work with
+        // a chrony-compatible server (documented).
+        (C::CompliantUnaware, S::Sundial, &both, Siv, false, First),
+        (C::CompliantUnaware, S::Sundial, &gcm_only, Gcm, false, Never),
+        (C::CompliantUnaware, S::Chrony461, &both, Gcm, false, Never),
+        (C::CompliantUnaware, S::CompliantUnaware, &both, Gcm, false, First),
+    ];
+    for &(client, server, offered, algorithm, echoed, matched) in cases {
+        assert_eq!(
+            gcm_siv_case(client, server, offered),
+            (algorithm, echoed, matched),
+            "{client:?} client offering {offered:?} x {server:?} server"
+        );
+    }
+}
+
+/// Legacy and compliant keys really differ, so the matrix above would see
+/// a mismatch.
+#[test]
+fn legacy_and_compliant_gcm_siv_keys_differ() {
+    let pair = Pair::new();
+    let gcm = AeadAlgorithm::Aes128GcmSiv;
+    let legacy = exporter_keys(&pair.client, gcm, KeyContext::LegacyGcmSiv);
+    let compliant = exporter_keys(&pair.client, gcm, KeyContext::Compliant);
+    assert!(!same(&legacy, &compliant));
+    // Nor is it a prefix of the AES-SIV-CMAC-256 key with the same
+    // context: the TLS 1.3 exporter mixes the length in.
+    let siv = client_keys(&pair, AeadAlgorithm::AesSivCmac256);
+    assert_ne!(legacy.c2s.as_bytes(), &siv.c2s.as_bytes()[..16]);
 }

@@ -2,10 +2,23 @@
 //!
 //! The caller sends [`KeClient::request`] over TLS, feeds every read to
 //! [`KeClient::receive`] until it says [`KeClientProgress::Done`], and then
-//! derives keys with [`crate::nts::key_export::derive_keys`] using the
-//! negotiated protocol and algorithm.
+//! derives keys with [`crate::nts::key_export::derive_keys_with`] using the
+//! negotiated protocol and algorithm and [`KeResponse::key_context`].
+//!
+//! AES-128-GCM-SIV and chrony. chrony 4.4 to 4.6.0 derive GCM-SIV keys with
+//! the wrong AEAD id in the exporter context (15 instead of 30). chrony
+//! 4.6.1+ fixed it compatibly: a client that offers GCM-SIV also sends the
+//! empty, non-critical record 1024; a server that derives compliant keys
+//! answers with the same record when it chose GCM-SIV, and then both use
+//! the RFC 8915 context. Without that answer a chrony client assumes an
+//! older chrony server and uses the legacy context, keeping the compliant
+//! keys in reserve: if the only answer to its requests is an NTS NAK (the
+//! server opened the cookie but not our authenticator: it is compliant but
+//! does not know the record), it switches to them for the cookies it has
+//! left. We do the same ([`KeResponse::fallback_key_context`]).
 
 use crate::nts::aead::AeadAlgorithm;
+use crate::nts::key_export::KeyContext;
 use crate::nts::ke_record::{
     ErrorCode, MessageTooLarge, NextProtocol, Record, RecordBody, RecordError, RecordReader,
     WarningCode,
@@ -21,6 +34,8 @@ pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 pub struct KeClient {
     /// The algorithms we offer, in our preference order.
     offered: Vec<AeadAlgorithm>,
+    /// Whether the request carries record 1024 when it offers GCM-SIV.
+    compliant_record: bool,
     state: State,
 }
 
@@ -46,6 +61,8 @@ struct ResponseSoFar {
     server: Option<String>,
     port: Option<u16>,
     warnings: Vec<WarningCode>,
+    /// The server sent record 1024.
+    compliant_gcm_siv: bool,
 }
 
 /// A successful response.
@@ -65,6 +82,13 @@ pub struct KeResponse {
     /// after. RFC 8915 defines no warning codes, so this is empty today:
     /// any warning is an unrecognized one, and that stops the exchange.
     pub warnings: Vec<WarningCode>,
+    /// The exporter context to derive the keys with: compliant unless
+    /// GCM-SIV was chosen and the server did not answer record 1024.
+    pub key_context: KeyContext,
+    /// The context to switch to (same cookies) when the server answers
+    /// requests made with the first keys only with NTS NAKs: set exactly
+    /// when `key_context` is the legacy one.
+    pub fallback_key_context: Option<KeyContext>,
 }
 
 /// How far the exchange has come.
@@ -144,6 +168,7 @@ impl KeClient {
         }
         Self {
             offered,
+            compliant_record: true,
             state: State::AwaitingResponse {
                 records: RecordReader::new(MAX_RESPONSE_LEN),
                 seen: ResponseSoFar::default(),
@@ -151,19 +176,35 @@ impl KeClient {
         }
     }
 
+    /// A client that never sends record 1024, as chrony 4.4 to 4.6.0 and
+    /// clients unaware of it do: for tests, and to check servers with.
+    pub fn without_compliant_gcm_siv_record(mut self) -> Self {
+        self.compliant_record = false;
+        self
+    }
+
     /// The algorithms offered, in preference order.
     pub fn offered(&self) -> &[AeadAlgorithm] {
         &self.offered
     }
 
-    /// The request: Next Protocol [NTPv4], AEAD in preference order, End of
-    /// Message, all critical as RFC 8915 4.1 requires.
+    /// Whether the request carries record 1024.
+    pub fn sends_compliant_gcm_siv_record(&self) -> bool {
+        self.compliant_record && self.offered.contains(&AeadAlgorithm::Aes128GcmSiv)
+    }
+
+    /// The request: Next Protocol [NTPv4], AEAD in preference order (both
+    /// critical as RFC 8915 4.1 requires), record 1024 (not critical) when
+    /// GCM-SIV is offered, End of Message (critical).
     pub fn request(&self) -> Vec<u8> {
-        let records = [
+        let mut records = vec![
             Record::critical(RecordBody::NextProtocol(vec![NextProtocol::NtpV4])),
             Record::critical(RecordBody::AeadAlgorithm(self.offered.clone())),
-            Record::critical(RecordBody::EndOfMessage),
         ];
+        if self.sends_compliant_gcm_siv_record() {
+            records.push(Record::new(false, RecordBody::CompliantGcmSivExport));
+        }
+        records.push(Record::critical(RecordBody::EndOfMessage));
         let mut out = Vec::new();
         for record in &records {
             // Cannot fail: `offered` holds at most the few supported
@@ -242,6 +283,12 @@ impl ResponseSoFar {
             RecordBody::NewCookie(cookie) => self.cookies.push(cookie),
             RecordBody::Server(name) => set_once(&mut self.server, name, duplicate)?,
             RecordBody::Port(port) => set_once(&mut self.port, port, duplicate)?,
+            RecordBody::CompliantGcmSivExport => {
+                if self.compliant_gcm_siv {
+                    return Err(duplicate);
+                }
+                self.compliant_gcm_siv = true;
+            }
             RecordBody::Unknown { record_type, .. } if record.critical => {
                 return Err(KeClientError::UnrecognizedCriticalRecord(record_type));
             }
@@ -269,7 +316,18 @@ impl ResponseSoFar {
         if self.cookies.is_empty() {
             return Err(KeClientError::NoCookies);
         }
+        // chrony's client logic: record 1024 in the answer means compliant
+        // keys; GCM-SIV without it means an older chrony server (legacy
+        // keys), or a compliant server unaware of the record (the fallback).
+        let (key_context, fallback_key_context) =
+            if algorithm == AeadAlgorithm::Aes128GcmSiv && !self.compliant_gcm_siv {
+                (KeyContext::LegacyGcmSiv, Some(KeyContext::Compliant))
+            } else {
+                (KeyContext::Compliant, None)
+            };
         Ok(KeResponse {
+            key_context,
+            fallback_key_context,
             protocol,
             algorithm,
             cookies: std::mem::take(&mut self.cookies),

@@ -15,6 +15,11 @@
 //! says which records a sender MUST mark critical, and we always do so when
 //! sending, but we do not reject a peer that forgets, since the bit only
 //! matters for record types the receiver does not know.
+//!
+//! Besides the RFC 8915 records, one record from the private-use range is
+//! known: chrony's type 1024, "compliant AES-128-GCM-SIV exporter context"
+//! ([`RecordBody::CompliantGcmSivExport`]); see `ke_client` for what it
+//! means and why we speak it.
 
 use crate::nts::aead::AeadAlgorithm;
 use crate::reader::{BufferTooSmall, Reader, Writer};
@@ -36,6 +41,11 @@ pub mod record_type {
     pub const NEW_COOKIE: u16 = 5;
     pub const SERVER: u16 = 6;
     pub const PORT: u16 = 7;
+    /// chrony 4.6.1+ (private-use range, not in the IANA registry): sent
+    /// empty and non-critical, it says the sender derives AES-128-GCM-SIV
+    /// keys with the RFC 8915 exporter context (AEAD id 30) rather than the
+    /// one chrony 4.4 to 4.6.0 used (id 15).
+    pub const COMPLIANT_128GCM_EXPORT: u16 = 1024;
     /// The largest value that fits next to the critical bit.
     pub const MAX: u16 = 0x7fff;
 }
@@ -142,6 +152,9 @@ pub enum RecordBody {
     Server(String),
     /// Type 7.
     Port(u16),
+    /// Type 1024 (chrony's), empty body: "I derive AES-128-GCM-SIV keys with
+    /// the compliant exporter context".
+    CompliantGcmSivExport,
     /// Any type this implementation does not know, kept with its raw body.
     Unknown { record_type: u16, body: Vec<u8> },
 }
@@ -188,7 +201,7 @@ impl Record {
         w.put_u16(type_word)?;
         w.put_u16(body_len)?;
         match &self.body {
-            RecordBody::EndOfMessage => {}
+            RecordBody::EndOfMessage | RecordBody::CompliantGcmSivExport => {}
             RecordBody::NextProtocol(ids) => {
                 for id in ids {
                     w.put_u16(id.to_u16())?;
@@ -231,6 +244,7 @@ impl RecordBody {
             Self::NewCookie(_) => record_type::NEW_COOKIE,
             Self::Server(_) => record_type::SERVER,
             Self::Port(_) => record_type::PORT,
+            Self::CompliantGcmSivExport => record_type::COMPLIANT_128GCM_EXPORT,
             Self::Unknown { record_type, .. } => *record_type,
         }
     }
@@ -239,7 +253,7 @@ impl RecordBody {
     /// back to the same value, and returns the body length.
     fn validate(&self) -> Result<usize, EncodeError> {
         Ok(match self {
-            Self::EndOfMessage => 0,
+            Self::EndOfMessage | Self::CompliantGcmSivExport => 0,
             Self::NextProtocol(ids) => ids.len().saturating_mul(2),
             Self::Error(_) | Self::Warning(_) | Self::Port(_) => 2,
             Self::AeadAlgorithm(algs) => algs.len().saturating_mul(2),
@@ -257,7 +271,10 @@ impl RecordBody {
             }
             Self::Unknown { record_type, body } => {
                 // A known type in `Unknown` would decode as that type.
-                if *record_type <= record_type::PORT || *record_type > record_type::MAX {
+                if *record_type <= record_type::PORT
+                    || *record_type == record_type::COMPLIANT_128GCM_EXPORT
+                    || *record_type > record_type::MAX
+                {
                     return Err(EncodeError::InvalidRecordType(*record_type));
                 }
                 body.len()
@@ -377,6 +394,11 @@ fn decode_body(record_type: u16, body: &[u8]) -> Result<RecordBody, RecordError>
             RecordBody::Server(name.to_owned())
         }
         record_type::PORT => RecordBody::Port(u16::from_be_bytes(fixed(record_type, body)?)),
+        // chrony refuses a non-empty body too (a bad request).
+        record_type::COMPLIANT_128GCM_EXPORT => {
+            fixed::<0>(record_type, body)?;
+            RecordBody::CompliantGcmSivExport
+        }
         _ => RecordBody::Unknown {
             record_type,
             body: body.to_vec(),

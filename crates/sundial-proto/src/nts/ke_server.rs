@@ -12,8 +12,21 @@
 //! list that it supports. RFC 8915 4.1.5 lets the server choose any offered
 //! algorithm; following the client's order respects the preference it
 //! expressed, and matches chrony. The server's own list is an allow-list.
+//!
+//! One exception, for AES-128-GCM-SIV (see `ke_client` for chrony's record
+//! 1024). A client that sends record 1024 gets it back with GCM-SIV and
+//! compliant keys. A client that offers GCM-SIV without the record is
+//! either chrony 4.4 to 4.6.0 (legacy keys) or an RFC 8915 client unaware
+//! of the record (compliant keys), and nothing in its request tells which.
+//! So when it also offers another algorithm we support, we pass GCM-SIV
+//! over and choose that one, which every client derives the same way; only
+//! a client offering GCM-SIV alone gets it, with chrony's legacy keys, as a
+//! chrony 4.6.1+ server does, so chrony 4.4 to 4.6.0 clients keep working.
+//! The price, documented: an RFC-compliant client offering only GCM-SIV
+//! without the record cannot use this server.
 
 use crate::nts::aead::AeadAlgorithm;
+use crate::nts::key_export::KeyContext;
 use crate::nts::ke_record::{
     EncodeError, ErrorCode, MessageTooLarge, NextProtocol, Record, RecordBody, RecordError,
     RecordReader,
@@ -59,6 +72,7 @@ struct RequestSoFar {
     algorithms: Option<Vec<AeadAlgorithm>>,
     server: Option<String>,
     port: Option<u16>,
+    compliant_gcm_siv: bool,
 }
 
 /// What the client and server agreed on.
@@ -73,6 +87,27 @@ pub struct Negotiated {
     pub requested_server: Option<String>,
     /// The NTP port the client asked for (RFC 8915 4.1.8); optional too.
     pub requested_port: Option<u16>,
+    /// The client sent chrony's record 1024: it derives AES-128-GCM-SIV
+    /// keys with the compliant exporter context.
+    pub compliant_gcm_siv: bool,
+}
+
+impl Negotiated {
+    /// The exporter context both sides use: legacy only for GCM-SIV with a
+    /// client that did not send record 1024 (chrony 4.4 to 4.6.0).
+    pub fn key_context(&self) -> KeyContext {
+        if self.algorithm == AeadAlgorithm::Aes128GcmSiv && !self.compliant_gcm_siv {
+            KeyContext::LegacyGcmSiv
+        } else {
+            KeyContext::Compliant
+        }
+    }
+
+    /// Whether the response carries record 1024: GCM-SIV was chosen and
+    /// the client asked for compliant keys (chrony answers only then).
+    pub fn echoes_compliant_gcm_siv(&self) -> bool {
+        self.algorithm == AeadAlgorithm::Aes128GcmSiv && self.compliant_gcm_siv
+    }
 }
 
 /// A well-formed request that cannot be served: answered with records that
@@ -240,6 +275,12 @@ impl RequestSoFar {
             RecordBody::AeadAlgorithm(algs) => set_once(&mut self.algorithms, algs, duplicate)?,
             RecordBody::Server(name) => set_once(&mut self.server, name, duplicate)?,
             RecordBody::Port(port) => set_once(&mut self.port, port, duplicate)?,
+            RecordBody::CompliantGcmSivExport => {
+                if self.compliant_gcm_siv {
+                    return Err(duplicate);
+                }
+                self.compliant_gcm_siv = true;
+            }
             RecordBody::Error(_) | RecordBody::Warning(_) | RecordBody::NewCookie(_) => {
                 return Err(KeServerError::ForbiddenRecord(record.record_type()));
             }
@@ -269,7 +310,18 @@ impl RequestSoFar {
         if offered.is_empty() {
             return Err(KeServerError::EmptyAeadList);
         }
-        let Some(&algorithm) = offered.iter().find(|alg| supported.contains(alg)) else {
+        let usable = |alg: &&AeadAlgorithm| supported.contains(alg);
+        // Without record 1024, GCM-SIV keys are ambiguous (see the module
+        // doc): prefer any other algorithm the client offered.
+        let unambiguous = |alg: &&AeadAlgorithm| {
+            self.compliant_gcm_siv || **alg != AeadAlgorithm::Aes128GcmSiv
+        };
+        let choice = offered
+            .iter()
+            .filter(usable)
+            .find(unambiguous)
+            .or_else(|| offered.iter().find(usable));
+        let Some(&algorithm) = choice else {
             return Ok(KeServerProgress::Refused(Refusal::NoCommonAead));
         };
         Ok(KeServerProgress::Request(Negotiated {
@@ -277,6 +329,7 @@ impl RequestSoFar {
             algorithm,
             requested_server: self.server.take(),
             requested_port: self.port,
+            compliant_gcm_siv: self.compliant_gcm_siv,
         }))
     }
 }
@@ -294,6 +347,7 @@ fn set_once<T>(
 }
 
 /// The response to an accepted request: Next Protocol and AEAD (critical),
+/// record 1024 (not critical) when [`Negotiated::echoes_compliant_gcm_siv`],
 /// the cookies as New Cookie records (not critical), the optional Server and
 /// Port records (critical: a client that ignored them would use the wrong
 /// NTP server), End of Message. Fails on an empty or oversized cookie or a
@@ -307,6 +361,9 @@ pub fn build_response(
     let mut out = Vec::new();
     Record::critical(RecordBody::NextProtocol(vec![negotiated.protocol])).encode(&mut out)?;
     Record::critical(RecordBody::AeadAlgorithm(vec![negotiated.algorithm])).encode(&mut out)?;
+    if negotiated.echoes_compliant_gcm_siv() {
+        Record::new(false, RecordBody::CompliantGcmSivExport).encode(&mut out)?;
+    }
     for cookie in cookies {
         Record::new(false, RecordBody::NewCookie(cookie.clone())).encode(&mut out)?;
     }
