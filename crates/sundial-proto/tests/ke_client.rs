@@ -5,10 +5,10 @@ use sundial_proto::nts::aead::AeadAlgorithm::{self, *};
 use sundial_proto::nts::ke_client::{
     KeClient, KeClientError, KeClientProgress, KeResponse, MAX_RESPONSE_LEN,
 };
-use sundial_proto::nts::key_export::KeyContext;
 use sundial_proto::nts::ke_record::{
     ErrorCode, NextProtocol, Record, RecordBody, RecordError, WarningCode,
 };
+use sundial_proto::nts::key_export::KeyContext;
 
 fn msg(records: &[Record]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -95,10 +95,7 @@ fn key_context_follows_the_servers_record_1024() {
     // GCM-SIV and the record: compliant keys, nothing to fall back to.
     let mut with = good();
     with.insert(2, compliant.clone());
-    assert_eq!(
-        done(with),
-        (Aes128GcmSiv, KeyContext::Compliant, None)
-    );
+    assert_eq!(done(with), (Aes128GcmSiv, KeyContext::Compliant, None));
     // GCM-SIV without it: an older chrony (legacy), or a compliant server
     // unaware of the record (the fallback after an NTS NAK).
     assert_eq!(
@@ -112,7 +109,10 @@ fn key_context_follows_the_servers_record_1024() {
     // Another algorithm: the record changes nothing.
     let mut other = good();
     other[1] = aead(&[AesSivCmac256]);
-    assert_eq!(done(other.clone()), (AesSivCmac256, KeyContext::Compliant, None));
+    assert_eq!(
+        done(other.clone()),
+        (AesSivCmac256, KeyContext::Compliant, None)
+    );
     other.insert(2, compliant.clone());
     assert_eq!(done(other), (AesSivCmac256, KeyContext::Compliant, None));
     // Twice is a malformed answer, as for every other singleton record.

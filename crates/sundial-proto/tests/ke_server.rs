@@ -566,9 +566,11 @@ fn gcm_siv_without_record_1024_is_passed_over_when_the_client_offers_more() {
     assert_eq!(n.key_context(), KeyContext::LegacyGcmSiv);
     // A server that allows only GCM-SIV still serves such a client.
     let mut s = KeServer::new(&[Aes128GcmSiv]);
-    let Ok(KeServerProgress::Request(n)) =
-        s.receive(&msg(&[np(&[0]), aead(&[AesSivCmac256, Aes128GcmSiv]), eom()]))
-    else {
+    let Ok(KeServerProgress::Request(n)) = s.receive(&msg(&[
+        np(&[0]),
+        aead(&[AesSivCmac256, Aes128GcmSiv]),
+        eom(),
+    ])) else {
         panic!("refused");
     };
     assert_eq!(n.algorithm, Aes128GcmSiv);

@@ -221,6 +221,7 @@ fn query_sundial_server() {
         algorithm: AeadAlgorithm::AesSivCmac256,
         requested_server: None,
         requested_port: None,
+        compliant_gcm_siv: false,
     };
     let bogus_cookie = vec![0x5a; 100];
     let response =

@@ -39,7 +39,7 @@ use sundial_proto::nts::ke_server::{
     COOKIE_COUNT, KeServer, KeServerProgress, Negotiated, build_response, error_response,
     refusal_response,
 };
-use sundial_proto::nts::key_export::derive_keys;
+use sundial_proto::nts::key_export::derive_keys_with;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -231,6 +231,7 @@ fn check_announce(listen: SocketAddr, announce: &Announce) -> Result<(), KeStart
         algorithm: AeadAlgorithm::AesSivCmac256,
         requested_server: None,
         requested_port: None,
+        compliant_gcm_siv: false,
     };
     for target in &announce.targets {
         if let Err(source) = build_response(&probe, &[], target.server.as_deref(), target.port) {
@@ -569,7 +570,11 @@ impl Connection {
         let (response, outcome) = match progress {
             Ok(KeServerProgress::Request(negotiated)) => match self.respond(&tls, &negotiated) {
                 Ok(response) => {
-                    tracing::debug!(algorithm = ?negotiated.algorithm, "serving cookies");
+                    tracing::debug!(
+                        algorithm = ?negotiated.algorithm,
+                        key_context = ?negotiated.key_context(),
+                        "serving cookies"
+                    );
                     (response, Outcome::Served)
                 }
                 Err(()) => (
@@ -604,12 +609,15 @@ impl Connection {
 
     /// Derives the association's keys from the TLS exporter, seals the
     /// cookies and encodes the response. Failures here are ours, not the
-    /// client's, and are logged as such.
+    /// client's, and are logged as such. AES-128-GCM-SIV keys use chrony's
+    /// legacy exporter context unless the client sent record 1024, which
+    /// the response then echoes (`Negotiated::key_context`).
     fn respond(&self, tls: &TlsStream<TcpStream>, negotiated: &Negotiated) -> Result<Vec<u8>, ()> {
         let conn = tls.get_ref().1;
-        let keys = derive_keys(
+        let keys = derive_keys_with(
             negotiated.protocol.to_u16(),
             negotiated.algorithm,
+            negotiated.key_context(),
             |label, context, out| {
                 conn.export_keying_material(out, label.as_bytes(), Some(context))
                     .map(|_| ())

@@ -14,7 +14,7 @@ use rustls::{ClientConfig, RootCertStore};
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::ke_client::{KeClient, KeClientError, KeClientProgress};
 use sundial_proto::nts::ke_record::ErrorCode;
-use sundial_proto::nts::key_export::derive_keys;
+use sundial_proto::nts::key_export::{KeyContext, derive_keys_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -31,6 +31,13 @@ pub struct KeOutcome {
     pub keys: NtsKeys,
     pub cookies: Vec<Vec<u8>>,
     pub algorithm: AeadAlgorithm,
+    /// The exporter context `keys` were derived with: chrony's legacy one
+    /// for AES-128-GCM-SIV when the server did not answer record 1024.
+    pub key_context: KeyContext,
+    /// With the legacy context: the compliant keys, for the same cookies,
+    /// to switch to when the server answers only NTS NAKs (chrony's
+    /// client does the same).
+    pub fallback_keys: Option<NtsKeys>,
     /// The NTP server to poll: the Server Negotiation record, else the KE
     /// server's IP address.
     pub ntp_host: String,
@@ -45,6 +52,8 @@ impl std::fmt::Debug for KeOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeOutcome")
             .field("algorithm", &self.algorithm)
+            .field("key_context", &self.key_context)
+            .field("fallback_keys", &self.fallback_keys.is_some())
             .field("cookies", &self.cookies.len())
             .field("ntp_host", &self.ntp_host)
             .field("ntp_port", &self.ntp_port)
@@ -216,15 +225,20 @@ async fn exchange(
     };
 
     let conn = tls.get_ref().1;
-    let keys = derive_keys(
-        response.protocol.to_u16(),
-        response.algorithm,
-        |label, context, out| {
-            conn.export_keying_material(out, label.as_bytes(), Some(context))
-                .map(|_| ())
-        },
-    )
-    .map_err(|e| protocol_error(format!("key export: {e}")))?;
+    let derive = |key_context: KeyContext| {
+        derive_keys_with(
+            response.protocol.to_u16(),
+            response.algorithm,
+            key_context,
+            |label, context, out| {
+                conn.export_keying_material(out, label.as_bytes(), Some(context))
+                    .map(|_| ())
+            },
+        )
+        .map_err(|e| protocol_error(format!("key export: {e}")))
+    };
+    let keys = derive(response.key_context)?;
+    let fallback_keys = response.fallback_key_context.map(derive).transpose()?;
     let peer_certificates = conn
         .peer_certificates()
         .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
@@ -245,6 +259,8 @@ async fn exchange(
             keys,
             cookies: response.cookies,
             algorithm: response.algorithm,
+            key_context: response.key_context,
+            fallback_keys,
             // RFC 8915 4.1.7: no Server record means the NTP server is at
             // the KE server's own IP address, not whatever the name
             // resolves to now (it may resolve to another address, or

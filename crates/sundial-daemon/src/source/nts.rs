@@ -122,9 +122,38 @@ pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Targe
         if !ctx.status(status).await {
             return;
         }
+        // Kept only while there are other keys to try them with.
+        let mut spare_cookies = outcome
+            .fallback_keys
+            .as_ref()
+            .map(|_| outcome.cookies.clone());
+        let mut fallback_keys = outcome.fallback_keys;
         let mut assoc = Association::nts(outcome.keys, outcome.cookies, poll.exponent());
-        // The schedule resets only once the new keys gave us time.
-        let exit = run_polls(&ctx, &mut poll, &mut assoc, &socket, || backoff.confirmed()).await;
+        let exit = loop {
+            // The schedule resets only once the new keys gave us time.
+            let exit =
+                run_polls(&ctx, &mut poll, &mut assoc, &socket, || backoff.confirmed()).await;
+            // chrony's fallback for AES-128-GCM-SIV: the server did not
+            // answer record 1024, so we used chrony's legacy keys; if it
+            // answered nothing but an NTS NAK it is a compliant server
+            // unaware of the record. Its cookies hold the compliant keys:
+            // the cookies not sent yet still work with those.
+            if let (LoopExit::NeedKeyExchange, 0) = (&exit, assoc.stats().samples)
+                && let (Some(keys), Some(cookies)) = (fallback_keys.take(), spare_cookies.take())
+            {
+                let sent = usize::try_from(assoc.stats().requests).unwrap_or(usize::MAX);
+                let unsent: Vec<Vec<u8>> = cookies.into_iter().skip(sent).collect();
+                if !unsent.is_empty() {
+                    tracing::debug!(
+                        cookies = unsent.len(),
+                        "NTS NAK to legacy AES-128-GCM-SIV keys: switching to compliant keys"
+                    );
+                    assoc = Association::nts(keys, unsent, poll.exponent());
+                    continue;
+                }
+            }
+            break exit;
+        };
         match exit {
             LoopExit::Cancelled => return,
             LoopExit::NeedKeyExchange => {

@@ -18,11 +18,11 @@
 //! left. We do the same ([`KeResponse::fallback_key_context`]).
 
 use crate::nts::aead::AeadAlgorithm;
-use crate::nts::key_export::KeyContext;
 use crate::nts::ke_record::{
     ErrorCode, MessageTooLarge, NextProtocol, Record, RecordBody, RecordError, RecordReader,
     WarningCode,
 };
+use crate::nts::key_export::KeyContext;
 
 /// The largest response we accept. A response carries a few records and
 /// typically eight cookies of about a hundred bytes; 64 KiB is generous while

@@ -26,11 +26,11 @@
 //! without the record cannot use this server.
 
 use crate::nts::aead::AeadAlgorithm;
-use crate::nts::key_export::KeyContext;
 use crate::nts::ke_record::{
     EncodeError, ErrorCode, MessageTooLarge, NextProtocol, Record, RecordBody, RecordError,
     RecordReader,
 };
+use crate::nts::key_export::KeyContext;
 
 /// Cookies per response by default: RFC 8915 4.1.6 says servers SHOULD send
 /// eight.
@@ -313,9 +313,8 @@ impl RequestSoFar {
         let usable = |alg: &&AeadAlgorithm| supported.contains(alg);
         // Without record 1024, GCM-SIV keys are ambiguous (see the module
         // doc): prefer any other algorithm the client offered.
-        let unambiguous = |alg: &&AeadAlgorithm| {
-            self.compliant_gcm_siv || **alg != AeadAlgorithm::Aes128GcmSiv
-        };
+        let unambiguous =
+            |alg: &&AeadAlgorithm| self.compliant_gcm_siv || **alg != AeadAlgorithm::Aes128GcmSiv;
         let choice = offered
             .iter()
             .filter(usable)
