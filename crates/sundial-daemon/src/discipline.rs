@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, ClockStatus, LeapPending};
 use crate::config::{Config, StepThreshold};
 use crate::server::ntp::StateFn;
-use crate::source::{SourceEvent, SourceHandle, SourceId, SourceStatus};
+use crate::source::{SourceEvent, SourceHandle, SourceId, SourceStatus, SynchronizedUpdates};
 
 /// Dispersion growth per second since the last update (RFC 5905's PHI).
 const PHI: f64 = 15e-6;
@@ -156,6 +156,8 @@ pub struct Discipline {
     unapplied: Option<AppliedCorrections>,
     /// The real clock's error that the unapplied corrections stand for.
     uncorrected: f64,
+    /// Clock updates while synchronized (`certificate-time-check-after`).
+    synchronized_updates: SynchronizedUpdates,
 }
 
 impl std::fmt::Debug for Discipline {
@@ -205,7 +207,15 @@ impl Discipline {
             observed,
             unapplied,
             uncorrected: 0.0,
+            synchronized_updates: SynchronizedUpdates::new(),
         }
+    }
+
+    /// Counts clock updates made while synchronized into `counter`, which
+    /// NTS sources read to end the `certificate-time-check-after` window.
+    pub fn with_synchronized_updates(mut self, counter: SynchronizedUpdates) -> Self {
+        self.synchronized_updates = counter;
+        self
     }
 
     /// The loop's state for observers, updated after every event.
@@ -251,6 +261,9 @@ impl Discipline {
                     self.apply(action)?;
                 }
                 self.after_update();
+                if self.synchronized {
+                    self.synchronized_updates.increment();
+                }
             }
             SourceEvent::Unreachable(id) => {
                 let now = self.origin.elapsed().as_secs_f64();

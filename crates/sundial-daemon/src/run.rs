@@ -168,7 +168,8 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
             &running.handles,
             frequency,
             origin,
-        );
+        )
+        .with_synchronized_updates(running.synchronized_updates.clone());
         observed.sources = running.handles.iter().map(status::SourceInfo::of).collect();
         observed.discipline = Some(discipline.observe());
         sources = Some((

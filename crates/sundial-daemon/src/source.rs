@@ -13,6 +13,7 @@
 //! the token and drain the `JoinSet` to stop.
 
 mod backoff;
+pub mod cert_time;
 pub mod ke_client;
 mod ntp;
 mod nts;
@@ -34,7 +35,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use backoff::RetryBackoff;
-pub use ke_client::{KeError, KeOutcome, KeReport, key_exchange, key_exchange_report};
+pub use cert_time::{CertTimeCheck, SynchronizedUpdates};
+pub use ke_client::{
+    KeError, KeOutcome, KeReport, client_config_at, key_exchange, key_exchange_report,
+    key_exchange_using, key_exchange_with,
+};
 pub use ntp::NtpSocket;
 
 use crate::config::{Config, HostPort, PollIntervalLimits, SourceConfig, SourceMode};
@@ -178,6 +183,8 @@ pub struct SourceHandle {
 pub struct Sources {
     pub tasks: JoinSet<()>,
     pub handles: Vec<SourceHandle>,
+    /// What the discipline counts for `certificate-time-check-after`.
+    pub synchronized_updates: SynchronizedUpdates,
 }
 
 /// Spawns one task per `server` and `nts` source and `count` per `pool`
@@ -194,7 +201,12 @@ pub fn spawn_sources(
     let mut sources = Sources {
         tasks: JoinSet::new(),
         handles: Vec::new(),
+        synchronized_updates: SynchronizedUpdates::new(),
     };
+    let cert_time = CertTimeCheck::after(
+        u64::from(config.synchronization.certificate_time_check_after),
+        sources.synchronized_updates.clone(),
+    );
     let mut next_id = 0u32;
     let defaults = &config.source_defaults;
     for source in &config.sources {
@@ -250,6 +262,7 @@ pub fn spawn_sources(
                 Kind::Nts(nts::Target {
                     address: n.address.clone(),
                     certificate_authority: n.certificate_authority.clone(),
+                    cert_time: cert_time.clone(),
                 }),
             ),
             other => {

@@ -397,7 +397,8 @@ fn gcm_siv_keys_agree_across_record_1024_support() {
     let both = [Gcm, Siv];
     let gcm_only = [Gcm];
     #[rustfmt::skip]
-    let cases: &[(C, S, &[AeadAlgorithm], AeadAlgorithm, bool, Match)] = &[
+    type Case<'a> = (C, S, &'a [AeadAlgorithm], AeadAlgorithm, bool, Match);
+    let cases: &[Case<'_>] = &[
         // Sundial client (sends 1024).
         (C::Sundial, S::Sundial, &both, Gcm, true, First),
         (C::Sundial, S::Sundial, &gcm_only, Gcm, true, First),
@@ -405,7 +406,14 @@ fn gcm_siv_keys_agree_across_record_1024_support() {
         (C::Sundial, S::Chrony44, &both, Gcm, false, First),
         (C::Sundial, S::Chrony44, &gcm_only, Gcm, false, First),
         (C::Sundial, S::CompliantUnaware, &both, Gcm, false, Fallback),
-        (C::Sundial, S::CompliantUnaware, &gcm_only, Gcm, false, Fallback),
+        (
+            C::Sundial,
+            S::CompliantUnaware,
+            &gcm_only,
+            Gcm,
+            false,
+            Fallback,
+        ),
         // chrony 4.4 to 4.6.0 client (no record, legacy keys).
         (C::Chrony44, S::Sundial, &both, Siv, false, First),
         (C::Chrony44, S::Sundial, &gcm_only, Gcm, false, First),
@@ -415,9 +423,23 @@ fn gcm_siv_keys_agree_across_record_1024_support() {
         // GCM-SIV when it can; offering GCM-SIV alone it cannot work with
         // a chrony-compatible server (documented).
         (C::CompliantUnaware, S::Sundial, &both, Siv, false, First),
-        (C::CompliantUnaware, S::Sundial, &gcm_only, Gcm, false, Never),
+        (
+            C::CompliantUnaware,
+            S::Sundial,
+            &gcm_only,
+            Gcm,
+            false,
+            Never,
+        ),
         (C::CompliantUnaware, S::Chrony461, &both, Gcm, false, Never),
-        (C::CompliantUnaware, S::CompliantUnaware, &both, Gcm, false, First),
+        (
+            C::CompliantUnaware,
+            S::CompliantUnaware,
+            &both,
+            Gcm,
+            false,
+            First,
+        ),
     ];
     for &(client, server, offered, algorithm, echoed, matched) in cases {
         assert_eq!(

@@ -34,6 +34,11 @@ fn default_warn_on_jump() -> bool {
     true
 }
 
+/// The largest `certificate-time-check-after`: a bootstrap window of up to
+/// a thousand clock updates (hours to days of polling); beyond that the
+/// option stops being a bootstrap aid and becomes "never check".
+pub const MAX_CERTIFICATE_TIME_CHECK_AFTER: u32 = 1000;
+
 /// Clock discipline settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -59,6 +64,12 @@ pub struct SynchronizationConfig {
     /// Log a warning when the clock is found to have jumped (default true).
     #[serde(default = "default_warn_on_jump")]
     pub warn_on_jump: bool,
+    /// NTS certificates' validity times are not checked until this many
+    /// clock updates while synchronized (chrony's `nocerttimecheck`), so a
+    /// machine booting with a clock far off can bootstrap; 0 (default)
+    /// always checks them. Names, chains and signatures are always checked.
+    #[serde(default)]
+    pub certificate_time_check_after: u32,
     /// ntpd-rs tuning; accepted, unused by sundial.
     #[serde(default)]
     pub algorithm: AlgorithmConfig,
@@ -74,6 +85,7 @@ impl Default for SynchronizationConfig {
             local_stratum: default_local_stratum(),
             reference_id: None,
             warn_on_jump: default_warn_on_jump(),
+            certificate_time_check_after: 0,
             algorithm: AlgorithmConfig::default(),
         }
     }
@@ -93,6 +105,16 @@ impl SynchronizationConfig {
                 format!(
                     "stratum {} is out of range: it must be from 1 to 16 (16 means unsynchronized)",
                     self.local_stratum
+                ),
+            ));
+        }
+        if self.certificate_time_check_after > MAX_CERTIFICATE_TIME_CHECK_AFTER {
+            problems.push(Problem::new(
+                at.key("certificate-time-check-after"),
+                format!(
+                    "{} updates is more than a bootstrap window: at most {} \
+                     (0, the default, always checks certificate times)",
+                    self.certificate_time_check_after, MAX_CERTIFICATE_TIME_CHECK_AFTER
                 ),
             ));
         }

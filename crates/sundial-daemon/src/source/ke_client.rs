@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{ClientConfig, RootCertStore};
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::ke_client::{KeClient, KeClientError, KeClientProgress};
@@ -19,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::cert_time::{CertTimeCheck, DeferredTimeVerifier};
 use super::trust;
 use crate::config::NTP_PORT;
 use crate::tls::NTSKE_ALPN;
@@ -150,6 +154,23 @@ pub async fn key_exchange(
         .map(|report| report.outcome)
 }
 
+/// As [`key_exchange`], with certificate time checks as `cert_time` says
+/// (`certificate-time-check-after`).
+pub async fn key_exchange_with(
+    host: &str,
+    port: u16,
+    extra_roots: Option<&Path>,
+    cert_time: &CertTimeCheck,
+    timeout: Duration,
+    aead_preference: &[AeadAlgorithm],
+) -> Result<KeOutcome, KeError> {
+    // Configuration problems are reported even when the network is down.
+    let config = client_config_at(extra_roots, cert_time, None)?;
+    key_exchange_using(host, port, config, timeout, aead_preference)
+        .await
+        .map(|report| report.outcome)
+}
+
 /// As [`key_exchange`], keeping the TLS details. `timeout` covers DNS, TCP,
 /// TLS and the records.
 pub async fn key_exchange_report(
@@ -161,6 +182,17 @@ pub async fn key_exchange_report(
 ) -> Result<KeReport, KeError> {
     // Configuration problems are reported even when the network is down.
     let config = client_config(extra_roots)?;
+    key_exchange_using(host, port, config, timeout, aead_preference).await
+}
+
+/// One key exchange with a TLS configuration from [`client_config_at`].
+pub async fn key_exchange_using(
+    host: &str,
+    port: u16,
+    config: Arc<ClientConfig>,
+    timeout: Duration,
+    aead_preference: &[AeadAlgorithm],
+) -> Result<KeReport, KeError> {
     let name = ServerName::try_from(host.to_owned()).map_err(|_| KeError::ServerName {
         host: host.to_owned(),
     })?;
@@ -339,6 +371,17 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 /// CAs (a self-signed server, say), exactly those pinned certificates plus
 /// the file's CAs, and no system root.
 pub(crate) fn client_config(extra_roots: Option<&Path>) -> Result<Arc<ClientConfig>, KeError> {
+    client_config_at(extra_roots, &CertTimeCheck::always(), None)
+}
+
+/// As `client_config`, deferring certificate time checks as `cert_time`
+/// says, and reading the time from `time` (the system clock if `None`; a
+/// test passes a clock ten years off).
+pub fn client_config_at(
+    extra_roots: Option<&Path>,
+    cert_time: &CertTimeCheck,
+    time: Option<Arc<dyn TimeProvider>>,
+) -> Result<Arc<ClientConfig>, KeError> {
     let mut pinned = Vec::new();
     let mut file_cas = RootCertStore::empty();
     if let Some(path) = extra_roots {
@@ -364,30 +407,40 @@ pub(crate) fn client_config(extra_roots: Option<&Path>) -> Result<Arc<ClientConf
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+    let time = time.unwrap_or_else(|| Arc::new(DefaultTimeProvider));
+    let builder = ClientConfig::builder_with_details(Arc::clone(&provider), time)
         // RFC 8915 4: NTS-KE is TLS 1.3 only.
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| KeError::Protocol {
             host: String::new(),
             detail: format!("TLS configuration: {e}"),
         })?;
-    let mut config = if pinned.is_empty() {
+    let ca_error = |detail: String| KeError::CaFile {
+        path: extra_roots.map(Path::to_owned).unwrap_or_default(),
+        detail,
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = if pinned.is_empty() {
         let mut roots = file_cas;
         // Unparsable system certificates are skipped, as browsers do.
         let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
-        builder.with_root_certificates(roots).with_no_client_auth()
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|e| ca_error(e.to_string()))?
     } else {
-        let verifier = trust::PinnedVerifier::new(pinned, file_cas, provider).map_err(|e| {
-            KeError::CaFile {
-                path: extra_roots.map(Path::to_owned).unwrap_or_default(),
-                detail: e.to_string(),
-            }
-        })?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth()
+        Arc::new(
+            trust::PinnedVerifier::new(pinned, file_cas, provider)
+                .map_err(|e| ca_error(e.to_string()))?,
+        )
     };
+    let verifier: Arc<dyn ServerCertVerifier> = if cert_time.is_enabled() {
+        Arc::new(DeferredTimeVerifier::new(verifier, cert_time.clone()))
+    } else {
+        verifier
+    };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
     Ok(Arc::new(config))
 }

@@ -10,7 +10,8 @@ use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::source::Association;
 
 use super::backoff::RetryBackoff;
-use super::ke_client::key_exchange;
+use super::cert_time::CertTimeCheck;
+use super::ke_client::key_exchange_with;
 use super::ntp::{LoopExit, NtpSocket, run_polls};
 use super::{KE_TIMEOUT, PollControl, SourceContext, SourceStatus, resolve};
 use crate::config::HostPort;
@@ -25,6 +26,8 @@ pub(crate) struct Target {
     /// The NTS-KE host and port.
     pub(crate) address: HostPort,
     pub(crate) certificate_authority: Option<PathBuf>,
+    /// `certificate-time-check-after`.
+    pub(crate) cert_time: CertTimeCheck,
 }
 
 pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Target) {
@@ -36,10 +39,11 @@ pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Targe
             return;
         }
         backoff.attempted();
-        let exchange = key_exchange(
+        let exchange = key_exchange_with(
             &target.address.host,
             target.address.port,
             target.certificate_authority.as_deref(),
+            &target.cert_time,
             KE_TIMEOUT,
             &AeadAlgorithm::SUPPORTED,
         );
