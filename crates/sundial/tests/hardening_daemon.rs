@@ -11,23 +11,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::nts::{key_exchange, nts_query};
 use common::{ChildGuard, TempDir, ca, free_tcp_port, free_udp_port, poll_until, wait_for_tcp};
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use sundial_proto::ntp::packet::NtpHeader;
-use sundial_proto::ntp::timestamp::NtpTimestamp;
-use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
-use sundial_proto::nts::client::{VerifiedResponse, new_uid, verify_response, write_request};
-use sundial_proto::nts::ke_client::{KeClient, KeClientProgress};
-use sundial_proto::nts::key_export::derive_keys;
+use sundial_proto::nts::aead::NtsKeys;
 use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use sundial_proto::reader::Writer;
 
 const STALE_KEYS: usize = 64;
 
@@ -101,67 +93,6 @@ fn start_with_fd_limit(d: &Daemon, run: usize, limit: Option<u32>) -> ChildGuard
     guard
 }
 
-fn key_exchange(addr: SocketAddr, ca_pem: &Path) -> (NtsKeys, Vec<Vec<u8>>) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"ntske/1".to_vec()];
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    let mut client = KeClient::new(&[AeadAlgorithm::AesSivCmac256]);
-    tls.write_all(&client.request()).unwrap();
-    let mut buf = [0u8; 4096];
-    let response = loop {
-        let n = tls.read(&mut buf).unwrap();
-        assert_ne!(n, 0, "KE server closed early");
-        if let KeClientProgress::Done(r) = client.receive(&buf[..n]).unwrap() {
-            break r;
-        }
-    };
-    let keys = derive_keys(0, response.algorithm, |label, context, out| {
-        conn.export_keying_material(out, label.as_bytes(), Some(context))
-            .map(|_| ())
-    })
-    .unwrap();
-    (keys, response.cookies)
-}
-
-/// One NTS query with `cookie`: `Ok` for authenticated time.
-fn nts_query(server: SocketAddr, keys: &NtsKeys, cookie: &[u8]) -> Result<(), String> {
-    let mut rng = rand::rng();
-    let uid = new_uid(&mut rng);
-    let mut buf = [0u8; 1024];
-    let mut w = Writer::new(&mut buf);
-    let header = NtpHeader::client_request(0, NtpTimestamp::from_bits(rand::random()));
-    write_request(&mut w, &header, &uid, cookie, 0, keys, &mut rng).unwrap();
-    let len = w.len();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(1000)))
-        .unwrap();
-    sock.send_to(&buf[..len], server).unwrap();
-    let mut resp = [0u8; 2048];
-    let n = sock
-        .recv(&mut resp)
-        .map_err(|e| format!("no answer: {e}"))?;
-    match verify_response(&resp[..n], &uid, keys) {
-        Ok(VerifiedResponse::Time { .. }) => Ok(()),
-        Ok(VerifiedResponse::Nak) => Err("NTSN: cookie no longer opens".to_owned()),
-        Err(e) => Err(format!("bad answer: {e}")),
-    }
-}
-
 fn kill9(guard: &mut ChildGuard) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
@@ -202,7 +133,8 @@ fn kill_9_during_rotations_never_loses_a_key_or_a_cookie() {
             nts_query(d.ntp, keys, cookie)
                 .unwrap_or_else(|e| panic!("run {run}, cookie of run {from}: {e}"));
         }
-        let (keys, cookies) = key_exchange(d.ke, &ca);
+        let (keys, response) = key_exchange(d.ke, &ca);
+        let cookies = response.cookies;
         // Kill at a different point of the rotation cycle each time:
         // 0 to 1.5 s after the key exchange, crossing stores.
         std::thread::sleep(Duration::from_millis(250 * run as u64));
@@ -235,7 +167,8 @@ fn a_key_directory_that_refuses_writes_keeps_the_daemon_serving_and_says_so() {
     let d = setup(&dir, &keyfile);
     let ca = ca_path(&dir);
     let mut daemon = start(&d, 0);
-    let (old_keys, old_cookies) = key_exchange(d.ke, &ca);
+    let (old_keys, old_response) = key_exchange(d.ke, &ca);
+    let old_cookies = old_response.cookies;
     // As root, chmod does not stop writes; a file where the key directory
     // was does: the temporary file cannot be created, as on a read-only or
     // full file system, and the stored keys become unreachable.
@@ -253,8 +186,8 @@ fn a_key_directory_that_refuses_writes_keeps_the_daemon_serving_and_says_so() {
     // the old cookie opens, and a new key exchange works.
     std::thread::sleep(Duration::from_millis(1500));
     nts_query(d.ntp, &old_keys, &old_cookies[0]).unwrap();
-    let (keys, cookies) = key_exchange(d.ke, &ca);
-    nts_query(d.ntp, &keys, &cookies[0]).unwrap();
+    let (keys, response) = key_exchange(d.ke, &ca);
+    nts_query(d.ntp, &keys, &response.cookies[0]).unwrap();
     daemon.terminate(Duration::from_secs(5));
 }
 

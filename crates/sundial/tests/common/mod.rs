@@ -7,6 +7,7 @@
 
 pub mod ca;
 pub mod chrony;
+pub mod nts;
 
 use std::fs;
 use std::io::Read;
