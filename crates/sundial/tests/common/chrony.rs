@@ -68,18 +68,7 @@ pub fn start_client(programs: &Programs, dir: &TempDir, server: &str, ca: &Path)
         logdir = logdir.display(),
     );
     let conf = dir.write("chrony/chrony.conf", &config);
-    let log = state.join("chronyd.log");
-    let stderr = std::fs::File::create(state.join("chronyd.stderr")).expect("chronyd.stderr");
-    let child = Command::new(&programs.chronyd)
-        .args(["-x", "-n", "-u", "root", "-L", "0", "-l"])
-        .arg(&log)
-        .arg("-f")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", programs.chronyd.display()));
+    let (child, log) = spawn_chronyd(programs, &state, &conf);
     let guard = ChildGuard::new(
         "chronyd",
         child,
@@ -274,21 +263,32 @@ pub fn start_server(
         logdir = logdir.display(),
     );
     let conf = dir.write("chrony-server/chrony.conf", &config);
+    let (child, log) = spawn_chronyd(programs, &state, &conf);
+    ChildGuard::new(
+        "chronyd server",
+        child,
+        vec![conf, log, state.join("chronyd.stderr")],
+    )
+}
+
+/// `chronyd -x -n -u root` on `conf`, its log and stderr in `state`: never
+/// touches the clock. Returns the child and the log's path.
+fn spawn_chronyd(
+    programs: &Programs,
+    state: &Path,
+    conf: &Path,
+) -> (std::process::Child, std::path::PathBuf) {
     let log = state.join("chronyd.log");
     let stderr = std::fs::File::create(state.join("chronyd.stderr")).expect("chronyd.stderr");
     let child = Command::new(&programs.chronyd)
         .args(["-x", "-n", "-u", "root", "-L", "0", "-l"])
         .arg(&log)
         .arg("-f")
-        .arg(&conf)
+        .arg(conf)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", programs.chronyd.display()));
-    ChildGuard::new(
-        "chronyd server",
-        child,
-        vec![conf, log, state.join("chronyd.stderr")],
-    )
+    (child, log)
 }
