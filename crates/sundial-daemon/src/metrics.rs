@@ -24,6 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+use sundial_proto::server::DropClass;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -417,6 +418,24 @@ fn encode_ntp_servers(registry: &mut Registry, servers: &[NtpServerSnapshot]) {
         servers,
         listen,
         |s| s.nts_dropped,
+    );
+    // Every class, zeros included, so a rate() over a reason never starts
+    // from a missing series.
+    let reasons = CounterFamily::<ReasonLabels>::default();
+    for s in servers {
+        for class in DropClass::ALL {
+            let key = ReasonLabels {
+                listen_address: listen(s).to_string(),
+                reason: class.name(),
+            };
+            let n = s.dropped.get(class.name()).copied().unwrap_or(0);
+            reasons.get_or_create(&key).inc_by(n);
+        }
+    }
+    registry.register(
+        "sundial_ntp_server_dropped_packets",
+        "Requests dropped without an answer, by reason: header, version, mode, nts_required, no_keys, fields, unique_id, cookie_count, authenticator_placement, placeholder, nonce, authentication, too_large",
+        reasons,
     );
 }
 

@@ -10,6 +10,7 @@
 //! from the client, so there is no request to parse.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use sundial_proto::server::DropClass;
 use sundial_sync::{Leap, NoSyncReason, SyncStatus};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -220,7 +222,7 @@ pub struct SourceCounters {
 }
 
 /// The counters of one `[[server]]` listener at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NtpServerSnapshot {
     /// The configured listen address (the `listen_address` label).
     pub listen: SocketAddr,
@@ -242,6 +244,9 @@ pub struct NtpServerSnapshot {
     /// NTS requests dropped (unauthenticated, malformed NTS fields, no keys).
     pub nts_dropped: u64,
     pub send_errors: u64,
+    /// Dropped requests by reason ([`DropClass::name`]), the non-zero ones.
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
 }
 
 impl NtpServerSnapshot {
@@ -261,6 +266,12 @@ impl NtpServerSnapshot {
             malformed: get(&stats.malformed),
             nts_dropped: get(&stats.nts_dropped),
             send_errors: get(&stats.send_errors),
+            dropped: DropClass::ALL
+                .iter()
+                .zip(&stats.dropped)
+                .map(|(class, n)| (class.name().to_owned(), get(n)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         }
     }
 }

@@ -22,7 +22,7 @@ use sundial_proto::ntp::packet::{KissCode, NtpHeader, ReferenceId};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 use sundial_proto::nts::aead::{AeadAlgorithm, AeadKey, NtsKeys};
 use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use sundial_proto::server::ServerState;
+use sundial_proto::server::{DropClass, ServerState};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +85,22 @@ fn classify(answer: &[u8]) -> Got {
     }
 }
 
+/// The one drop class whose counter moved since `seen`, if exactly one did.
+fn newly_dropped(stats: &NtpStats, seen: &mut [u64; ntp::DROP_CLASSES]) -> Option<DropClass> {
+    let mut moved = Vec::new();
+    for (i, counter) in stats.dropped.iter().enumerate() {
+        let now = counter.load(Ordering::Relaxed);
+        if now != seen[i] {
+            moved.extend(DropClass::ALL.get(i).copied());
+            seen[i] = now;
+        }
+    }
+    match moved[..] {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
 #[tokio::test]
 async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
     let mut rng = StdRng::seed_from_u64(6);
@@ -108,6 +124,25 @@ async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
     let (server, stats) = start(&server_config(""), Arc::new(RwLock::new(keyset)), &cancel).await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut buf = vec![0u8; 65536];
+    // Which counter a few telling cases must land in.
+    let reasons = [
+        ("truncated to 20", DropClass::Header),
+        ("bad authenticator tag", DropClass::Authentication),
+        ("tampered associated data", DropClass::Authentication),
+        ("short nonce without padding", DropClass::Nonce),
+        ("no unique identifier", DropClass::UniqueId),
+        ("duplicate unique identifier", DropClass::UniqueId),
+        ("two cookies", DropClass::CookieCount),
+        ("short placeholder", DropClass::Placeholder),
+        ("no authenticator", DropClass::AuthenticatorPlacement),
+        (
+            "field after the authenticator",
+            DropClass::AuthenticatorPlacement,
+        ),
+        ("field length 3", DropClass::Fields),
+    ];
+    let mut dropped_as = std::collections::HashMap::new();
+    let mut seen = [0u64; ntp::DROP_CLASSES];
     let began = Instant::now();
     let mut sent = 0u64;
     let (mut nts_owed, mut nts_got) = (0, 0);
@@ -163,6 +198,9 @@ async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
             Expect::NotNts => matches!(got, None | Some(Got::Plain | Got::Nak)),
         };
         assert!(ok, "{}: expected {expect:?}, got {got:?}", case.name);
+        if let Some(class) = newly_dropped(&stats, &mut seen) {
+            dropped_as.insert(case.name.as_str(), class);
+        }
         nts_owed += usize::from(expect == Expect::Nts);
         nts_got += usize::from(got == Some(Got::Nts));
     }
@@ -182,9 +220,16 @@ async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
     assert_eq!(count(&stats.received), sent);
     assert_eq!(nts_got, nts_owed);
     assert_eq!(count(&stats.nts), nts_owed as u64);
-    // The listener's counters tell header faults from NTS faults (finer
-    // reasons are in DropReason, logged at debug; see docs/security.md).
+    // The listener's counters tell header faults from NTS faults, and
+    // each drop's reason (see docs/security.md).
     assert!(count(&stats.malformed) > 0 && count(&stats.nts_dropped) > 0);
+    for (case, class) in &reasons {
+        assert_eq!(
+            dropped_as.get(*case),
+            Some(class),
+            "{case}: counted under the wrong reason"
+        );
+    }
     cancel.cancel();
 }
 

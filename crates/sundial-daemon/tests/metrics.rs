@@ -18,6 +18,7 @@ use sundial_daemon::server::ntp::NtpStats;
 use sundial_daemon::server::nts_ke::KeStats;
 use sundial_daemon::source::{SourceId, SourceStats};
 use sundial_daemon::status::SourceInfo;
+use sundial_proto::server::DropClass;
 use sundial_sync::{Leap, SourceState, SourceStatus, SyncStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,6 +51,8 @@ fn ntp_stats() -> Arc<NtpStats> {
     set(&stats.malformed, 7);
     set(&stats.nts_dropped, 9);
     set(&stats.send_errors, 1);
+    set(&stats.dropped[DropClass::Authentication as usize], 6);
+    set(&stats.dropped[DropClass::UniqueId as usize], 3);
     Arc::new(stats)
 }
 
@@ -187,6 +190,18 @@ async fn a_scrape_shows_every_server_counter_with_ntpd_rs_names() {
             "{family} not a counter:\n{body}"
         );
     }
+
+    let ntp_reason = |reason: &str| {
+        sample(
+            &body,
+            &format!(
+                "sundial_ntp_server_dropped_packets_total{{listen_address=\"0.0.0.0:123\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(ntp_reason("authentication"), "6");
+    assert_eq!(ntp_reason("unique_id"), "3");
+    assert_eq!(ntp_reason("nonce"), "0", "zero classes are shown too");
 
     let ke = "listen_address=\"[::]:4460\"";
     for (series, value) in [

@@ -131,6 +131,101 @@ pub enum DropReason {
     TooLarge,
 }
 
+/// The counters a dropped request is counted under: a small fixed set (the
+/// NTS field faults are grouped), so that a listener keeps an array of
+/// counters and `DropClass as usize` indexes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropClass {
+    /// The 48-byte header does not parse (too short).
+    Header,
+    Version,
+    Mode,
+    /// Plain NTP where `require-nts` ignores it.
+    NtsRequired,
+    /// NTS fields, but no NTS-KE server (no keys) here.
+    NoKeys,
+    /// Extension fields with wrong lengths or structure.
+    Fields,
+    /// Unique Identifier missing, repeated or short.
+    UniqueId,
+    /// No cookie, or more than one.
+    CookieCount,
+    /// Authenticator missing, or a field after it.
+    AuthenticatorPlacement,
+    /// A placeholder not the size of the cookie.
+    Placeholder,
+    /// Nonce (plus padding) shorter than RFC 8915 asks.
+    Nonce,
+    /// The authenticator does not verify under the cookie's keys.
+    Authentication,
+    /// An answer that would not fit the request's size.
+    TooLarge,
+}
+
+impl DropClass {
+    pub const ALL: [Self; 13] = [
+        Self::Header,
+        Self::Version,
+        Self::Mode,
+        Self::NtsRequired,
+        Self::NoKeys,
+        Self::Fields,
+        Self::UniqueId,
+        Self::CookieCount,
+        Self::AuthenticatorPlacement,
+        Self::Placeholder,
+        Self::Nonce,
+        Self::Authentication,
+        Self::TooLarge,
+    ];
+
+    /// A stable snake_case name, for status output and metric labels.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Version => "version",
+            Self::Mode => "mode",
+            Self::NtsRequired => "nts_required",
+            Self::NoKeys => "no_keys",
+            Self::Fields => "fields",
+            Self::UniqueId => "unique_id",
+            Self::CookieCount => "cookie_count",
+            Self::AuthenticatorPlacement => "authenticator_placement",
+            Self::Placeholder => "placeholder",
+            Self::Nonce => "nonce",
+            Self::Authentication => "authentication",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+impl DropReason {
+    /// The counter this reason is counted under.
+    #[must_use]
+    pub fn class(&self) -> DropClass {
+        match self {
+            Self::Header(_) => DropClass::Header,
+            Self::Version(_) => DropClass::Version,
+            Self::NotClient(_) => DropClass::Mode,
+            Self::NtsRequired => DropClass::NtsRequired,
+            Self::NoKeyset => DropClass::NoKeys,
+            Self::TooLarge | Self::Nts(NtsDrop::TooLarge) => DropClass::TooLarge,
+            Self::Nts(NtsDrop::Malformed(_)) => DropClass::Fields,
+            Self::Nts(
+                NtsDrop::NoUniqueId | NtsDrop::DuplicateUniqueId | NtsDrop::ShortUniqueId,
+            ) => DropClass::UniqueId,
+            Self::Nts(NtsDrop::NoCookie | NtsDrop::SeveralCookies) => DropClass::CookieCount,
+            Self::Nts(NtsDrop::NoAuthenticator | NtsDrop::FieldAfterAuthenticator) => {
+                DropClass::AuthenticatorPlacement
+            }
+            Self::Nts(NtsDrop::PlaceholderSize) => DropClass::Placeholder,
+            Self::Nts(NtsDrop::NonceTooShort) => DropClass::Nonce,
+            Self::Nts(NtsDrop::Authentication) => DropClass::Authentication,
+        }
+    }
+}
+
 /// The outcome for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
@@ -283,4 +378,20 @@ fn make_kiss(header: &mut NtpHeader, code: ReferenceId) {
     header.leap = LeapIndicator::Unsynchronized;
     header.stratum = 0;
     header.reference_id = code;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropClass;
+
+    #[test]
+    fn drop_classes_index_their_own_slot_and_have_distinct_names() {
+        for (i, class) in DropClass::ALL.iter().enumerate() {
+            assert_eq!(*class as usize, i);
+        }
+        let mut names: Vec<_> = DropClass::ALL.iter().map(|c| c.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropClass::ALL.len());
+    }
 }

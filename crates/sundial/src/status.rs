@@ -245,6 +245,11 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 s.ignored + s.malformed + s.nts_dropped,
                 s.send_errors,
             )?;
+            if !s.dropped.is_empty() {
+                let reasons: Vec<String> =
+                    s.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                writeln!(out, "  dropped by reason: {}", reasons.join(", "))?;
+            }
         }
     }
 
@@ -354,6 +359,7 @@ mod tests {
                 malformed: 0,
                 nts_dropped: 0,
                 send_errors: 0,
+                dropped: [("authentication".to_owned(), 2)].into(),
             }],
             nts_ke_servers: vec![KeServerSnapshot {
                 listen: "[::]:4460".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -406,6 +412,10 @@ mod tests {
         ] {
             assert!(line.contains(part), "{part:?} missing in {line:?}");
         }
+        assert!(
+            text.contains("  dropped by reason: authentication 2"),
+            "{text}"
+        );
         assert!(text.contains("CN=localhost, expires in 30 days"), "{text}");
         assert!(
             text.contains("current id 7, 9 keys, next rotation in 1h 00m"),

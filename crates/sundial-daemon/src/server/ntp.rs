@@ -28,8 +28,8 @@ use rand::rngs::StdRng;
 use socket2::{Domain, Protocol, Socket, Type};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 use sundial_proto::server::{
-    Admission, DropReason, PlainPolicy, ResponseKind, ServerAction, ServerPolicy, ServerState,
-    handle,
+    Admission, DropClass, DropReason, PlainPolicy, ResponseKind, ServerAction, ServerPolicy,
+    ServerState, handle,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -85,7 +85,14 @@ pub struct NtpStats {
     pub malformed: AtomicU64,
     pub nts_dropped: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Every request `handle` dropped, by [`DropClass`] (indexed by
+    /// `class as usize`): finer than the three counters above, which they
+    /// add up to (minus datagrams without a peer address).
+    pub dropped: [AtomicU64; DROP_CLASSES],
 }
+
+/// How many [`DropClass`]es a listener counts.
+pub const DROP_CLASSES: usize = DropClass::ALL.len();
 
 /// One batch's counts, added to the shared [`NtpStats`] once per batch so
 /// that serving threads do not bounce the counters' cache line per packet.
@@ -101,6 +108,7 @@ struct Tally {
     malformed: u64,
     nts_dropped: u64,
     send_errors: u64,
+    dropped: [u64; DROP_CLASSES],
 }
 
 impl Tally {
@@ -113,9 +121,16 @@ impl Tally {
                 ResponseKind::Deny => &mut self.deny,
                 ResponseKind::Rate => &mut self.rate,
             },
-            ServerAction::Drop(DropReason::Nts(_) | DropReason::NoKeyset) => &mut self.nts_dropped,
-            ServerAction::Drop(DropReason::NtsRequired) => &mut self.ignored,
-            ServerAction::Drop(_) => &mut self.malformed,
+            ServerAction::Drop(reason) => {
+                if let Some(n) = self.dropped.get_mut(reason.class() as usize) {
+                    *n += 1;
+                }
+                match reason {
+                    DropReason::Nts(_) | DropReason::NoKeyset => &mut self.nts_dropped,
+                    DropReason::NtsRequired => &mut self.ignored,
+                    _ => &mut self.malformed,
+                }
+            }
         };
         *counter += 1;
     }
@@ -133,7 +148,8 @@ impl Tally {
             (self.nts_dropped, &stats.nts_dropped),
             (self.send_errors, &stats.send_errors),
         ];
-        for (n, counter) in pairs {
+        let by_class = self.dropped.iter().zip(&stats.dropped);
+        for (n, counter) in pairs.into_iter().chain(by_class.map(|(n, c)| (*n, c))) {
             if n > 0 {
                 counter.fetch_add(n, Ordering::Relaxed);
             }
