@@ -5,7 +5,9 @@
 # Each server is pinned to SERVER_CORE, the generator (`sundial bench`) to
 # GEN_CORE. For each server: an NTP sweep, an NTS sweep, CPU per response
 # at a fixed FIXED_RATE for NTP and NTS (from /proc/PID/stat), RSS under
-# NTS load, and the rx->tx gap at half of the server's NTS peak.
+# NTS load, the rx->tx gap at half of the server's NTS peak, and NTS-KE
+# handshakes per second (full TLS 1.3 handshakes, 8 cookies each) with the
+# server's CPU per handshake (chronyd's NTS-KE helper process included).
 # Prints one table; raw outputs stay in $OUT. Every step is bounded by
 # `timeout`; every process it starts is stopped on exit.
 #
@@ -20,6 +22,7 @@ START_RATE=${START_RATE:-2000}
 STEP_SECONDS=${STEP_SECONDS:-2}
 FIXED_RATE=${FIXED_RATE:-10000}
 FIXED_SECONDS=${FIXED_SECONDS:-10}
+KE_CONNECTIONS=${KE_CONNECTIONS:-8}
 SERVERS=${SERVERS:-"sundial chrony ntpd-rs"}
 NTPD_RS=${NTPD_RS:-$(command -v ntp-daemon || echo /tmp/ntpd-rs/bin/ntp-daemon)}
 CHRONYD=${CHRONYD:-$(command -v chronyd || echo /usr/sbin/chronyd)}
@@ -115,7 +118,7 @@ bench() { timeout 900 taskset -c "$GEN_CORE" "$SUNDIAL" bench "$@"; }
 field() { grep -o "$2=[^ ]*" "$1" | tail -1 | cut -d= -f2; }
 
 port=12300
-declare -A NTP NTS PEAK_NTP PEAK_NTS CPU_NTS CPU_NTP RSS HWM GAP50 GAP99 GAPRATE
+declare -A NTP NTS PEAK_NTP PEAK_NTS CPU_NTS CPU_NTP RSS HWM GAP50 GAP99 GAPRATE KE KE_CPU
 for name in $SERVERS; do
     if [ "$name" = ntpd-rs ] && [ ! -x "$NTPD_RS" ]; then
         echo "# ntpd-rs: no ntp-daemon at $NTPD_RS (cargo install ntpd --locked); skipped" >&2
@@ -150,6 +153,9 @@ for name in $SERVERS; do
     GAPRATE[$name]=$half
     GAP50[$name]=$(field "$OUT/$name-nts-half.txt" gap50_us)
     GAP99[$name]=$(field "$OUT/$name-nts-half.txt" gap99_us)
+    bench ke --ke "127.0.0.1:$ke" --ca "$CA" --server-pid "$PID" --connections "$KE_CONNECTIONS" --duration "$FIXED_SECONDS" | tee "$OUT/$name-ke.txt" >&2
+    KE[$name]=$(field "$OUT/$name-ke.txt" handshakes_per_s)
+    KE_CPU[$name]=$(field "$OUT/$name-ke.txt" cpu_us_per_handshake)
     kill "$PID"; wait "$PID" 2>/dev/null || true
 done
 
@@ -162,16 +168,16 @@ ratio() { # a b -> a/b with two decimals, or - when either is missing/zero
     echo "## $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r)"
     echo "server core $SERVER_CORE, generator core $GEN_CORE; steps x1.5 of ${STEP_SECONDS}s from $START_RATE/s; CPU at $FIXED_RATE/s for ${FIXED_SECONDS}s"
     echo
-    printf '| %-8s | %10s | %10s | %10s | %10s | %10s | %10s | %8s | %8s | %22s |\n' server "NTP <1%/s" "NTP peak/s" "NTS <1%/s" "NTS peak/s" "CPU µs NTP" "CPU µs NTS" "RSS KiB" "HWM KiB" "rx→tx p50/p99 µs @ r/s"
-    printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ------------ ------------ ------------ ------------ ------------ ------------ ---------- ---------- ------------------------
+    printf '| %-8s | %10s | %10s | %10s | %10s | %10s | %10s | %8s | %8s | %22s | %6s | %9s |\n' server "NTP <1%/s" "NTP peak/s" "NTS <1%/s" "NTS peak/s" "CPU µs NTP" "CPU µs NTS" "RSS KiB" "HWM KiB" "rx→tx p50/p99 µs @ r/s" "KE/s" "CPU µs KE"
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ------------ ------------ ------------ ------------ ------------ ------------ ---------- ---------- ------------------------ -------- -----------
     for name in $SERVERS; do
         [ -n "${NTS[$name]:-}" ] || continue
-        printf '| %-8s | %10s | %10s | %10s | %10s | %10s | %10s | %8s | %8s | %22s |\n' "$name" "${NTP[$name]}" "${PEAK_NTP[$name]}" "${NTS[$name]}" "${PEAK_NTS[$name]}" "${CPU_NTP[$name]}" "${CPU_NTS[$name]}" "${RSS[$name]}" "${HWM[$name]}" "${GAP50[$name]}/${GAP99[$name]} @${GAPRATE[$name]}"
+        printf '| %-8s | %10s | %10s | %10s | %10s | %10s | %10s | %8s | %8s | %22s | %6s | %9s |\n' "$name" "${NTP[$name]}" "${PEAK_NTP[$name]}" "${NTS[$name]}" "${PEAK_NTS[$name]}" "${CPU_NTP[$name]}" "${CPU_NTS[$name]}" "${RSS[$name]}" "${HWM[$name]}" "${GAP50[$name]}/${GAP99[$name]} @${GAPRATE[$name]}" "${KE[$name]:-}" "${KE_CPU[$name]:-}"
     done
     echo
     for peer in chrony ntpd-rs; do
         [ -n "${NTS[$peer]:-}" ] && [ -n "${NTS[sundial]:-}" ] || continue
-        echo "sundial / $peer: NTP <1% rate $(ratio "${NTP[sundial]}" "${NTP[$peer]}")x (peak $(ratio "${PEAK_NTP[sundial]}" "${PEAK_NTP[$peer]}")x), NTS <1% rate $(ratio "${NTS[sundial]}" "${NTS[$peer]}")x (peak $(ratio "${PEAK_NTS[sundial]}" "${PEAK_NTS[$peer]}")x), CPU per NTP response $(ratio "${CPU_NTP[sundial]}" "${CPU_NTP[$peer]}")x, CPU per NTS response $(ratio "${CPU_NTS[sundial]}" "${CPU_NTS[$peer]}")x, RSS $(ratio "${RSS[sundial]}" "${RSS[$peer]}")x"
+        echo "sundial / $peer: NTP <1% rate $(ratio "${NTP[sundial]}" "${NTP[$peer]}")x (peak $(ratio "${PEAK_NTP[sundial]}" "${PEAK_NTP[$peer]}")x), NTS <1% rate $(ratio "${NTS[sundial]}" "${NTS[$peer]}")x (peak $(ratio "${PEAK_NTS[sundial]}" "${PEAK_NTS[$peer]}")x), CPU per NTP response $(ratio "${CPU_NTP[sundial]}" "${CPU_NTP[$peer]}")x, CPU per NTS response $(ratio "${CPU_NTS[sundial]}" "${CPU_NTS[$peer]}")x, RSS $(ratio "${RSS[sundial]}" "${RSS[$peer]}")x, NTS-KE handshakes/s $(ratio "${KE[sundial]:-}" "${KE[$peer]:-}")x, CPU per handshake $(ratio "${KE_CPU[sundial]:-}" "${KE_CPU[$peer]:-}")x"
     done
     echo
     echo "raw outputs: $OUT"

@@ -8,11 +8,13 @@
 //! Identifier), and the server's receive->transmit gap. With
 //! `--server-pid` it also reads the server's CPU time and memory from
 //! /proc, so CPU per response comes from the same run. `--rate` offers one
-//! fixed rate instead of a sweep.
+//! fixed rate instead of a sweep. The `ke` mode measures NTS-KE
+//! handshakes per second instead (see `ke.rs`).
 //!
 //! It is a measuring tool, not a test: every run is bounded by the number
 //! of steps and their length.
 
+mod ke;
 mod load;
 mod nts;
 mod proc;
@@ -30,6 +32,8 @@ pub enum Mode {
     Ntp,
     /// NTS-protected requests, with cookies from real key exchanges.
     Nts,
+    /// Full NTS-KE handshakes (TCP + TLS 1.3 + 8 cookies), closed loop.
+    Ke,
 }
 
 #[derive(Debug, Args)]
@@ -37,10 +41,11 @@ pub struct BenchArgs {
     /// What to send.
     #[arg(value_enum)]
     mode: Mode,
-    /// The NTP server (UDP) to load.
+    /// The NTP server (UDP) to load (ntp and nts modes).
     #[arg(long, value_name = "ADDR")]
-    server: SocketAddr,
-    /// The NTS-KE server (TCP) to get cookies from (nts mode).
+    server: Option<SocketAddr>,
+    /// The NTS-KE server (TCP) to get cookies from (nts mode) or to load
+    /// (ke mode).
     #[arg(long, value_name = "ADDR")]
     ke: Option<SocketAddr>,
     /// CA certificate (PEM) that signed the KE server's certificate.
@@ -73,7 +78,10 @@ pub struct BenchArgs {
     /// Offer this one rate instead of a sweep.
     #[arg(long, value_name = "REQ_PER_SEC")]
     rate: Option<f64>,
-    /// Length of the fixed-rate run.
+    /// Concurrent clients in ke mode.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Length of the fixed-rate run, or of the ke run.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     duration: f64,
     /// The server's process id: report its CPU time per response and its
@@ -90,9 +98,24 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if !valid {
         return Err("--step must be > 1, --start-rate >= 1, --step-seconds > 0".to_owned());
     }
-    let mut generator = Generator::new(args.server, args.ports)?;
+    if args.mode == Mode::Ke {
+        let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
+            return Err("ke mode needs --ke ADDR and --ca FILE".to_owned());
+        };
+        return ke::run(&ke::KeLoad {
+            ke,
+            ca,
+            name: &args.name,
+            connections: args.connections,
+            seconds: args.duration,
+            server_pid: args.server_pid,
+        });
+    }
+    let Some(server) = args.server else {
+        return Err("ntp and nts modes need --server ADDR".to_owned());
+    };
+    let mut generator = Generator::new(server, args.ports)?;
     match args.mode {
-        Mode::Ntp => sweep(args, &mut generator, &mut NtpWorkload::default()),
         Mode::Nts => {
             let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
                 return Err("nts mode needs --ke ADDR and --ca FILE".to_owned());
@@ -103,23 +126,22 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 workload.sessions(),
                 workload.cookies()
             );
-            sweep(args, &mut generator, &mut workload)
+            sweep(args, server, &mut generator, &mut workload)
         }
+        _ => sweep(args, server, &mut generator, &mut NtpWorkload::default()),
     }
 }
 
 fn sweep(
     args: &BenchArgs,
+    server: SocketAddr,
     generator: &mut Generator,
     workload: &mut impl Workload,
 ) -> Result<(), String> {
-    let mode = match args.mode {
-        Mode::Ntp => "ntp",
-        Mode::Nts => "nts",
-    };
+    let mode = if args.mode == Mode::Nts { "nts" } else { "ntp" };
     println!(
         "# sundial bench {mode} -> {} from {} source ports; every {}th answer verified",
-        args.server, args.ports, 16
+        server, args.ports, 16
     );
     println!(
         "{:>10} {:>10} {:>10} {:>7} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",

@@ -27,14 +27,15 @@ use sundial_proto::reader::Writer;
 use super::load::{Workload, request_timestamp, seq_timestamp};
 
 /// One key exchange's keys and the cookies it brought.
-struct Session {
+pub struct Session {
     keys: NtsKeys,
-    cookies: Vec<Vec<u8>>,
+    pub cookies: Vec<Vec<u8>>,
 }
 
-/// Runs `count` key exchanges with `ke` (trusting `ca`, checking the
-/// certificate for `name`).
-pub fn gather(ke: SocketAddr, ca: &Path, name: &str, count: usize) -> Result<NtsWorkload, String> {
+/// A TLS 1.3 client configuration for NTS-KE that trusts `ca`. Session
+/// resumption is off: every key exchange is a full handshake, as the
+/// benchmark means to measure (and as a client with no ticket makes).
+pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
         let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
@@ -50,7 +51,14 @@ pub fn gather(ke: SocketAddr, ca: &Path, name: &str, count: usize) -> Result<Nts
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![b"ntske/1".to_vec()];
-    let config = Arc::new(config);
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Runs `count` key exchanges with `ke` (trusting `ca`, checking the
+/// certificate for `name`).
+pub fn gather(ke: SocketAddr, ca: &Path, name: &str, count: usize) -> Result<NtsWorkload, String> {
+    let config = client_config(ca)?;
     let server_name =
         ServerName::try_from(name.to_owned()).map_err(|e| format!("server name {name}: {e}"))?;
     let mut sessions = Vec::with_capacity(count);
@@ -75,7 +83,8 @@ pub fn gather(ke: SocketAddr, ca: &Path, name: &str, count: usize) -> Result<Nts
     })
 }
 
-fn key_exchange(
+/// One full key exchange on a new connection.
+pub fn key_exchange(
     addr: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
@@ -84,6 +93,9 @@ fn key_exchange(
         rustls::ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())?;
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
+    // The request follows the handshake's last flight in its own segment:
+    // with Nagle it would wait for the server's delayed ACK (40 ms).
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(Duration::from_secs(5)))

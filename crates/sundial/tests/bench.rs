@@ -1,0 +1,125 @@
+//! `sundial bench` runs against `sundial run --observe` on loopback and
+//! prints its RESULT lines. A smoke test of the measuring tool, not a
+//! timed test: it checks that the modes work and verify what they get,
+//! never how fast.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, ca, free_tcp_port, free_udp_port, start_sundial, wait_for_tcp};
+
+/// Runs `sundial bench ARGS`, killed after 60 s.
+fn bench(args: &[String]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sundial bench");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sundial bench {args:?} did not finish in 60 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("bench output")
+}
+
+/// The value of `key=` on the RESULT line.
+fn field(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("RESULT"))
+        .flat_map(str::split_whitespace)
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{stdout}"))
+        .to_owned()
+}
+
+#[test]
+fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
+    let dir = TempDir::new("bench");
+    let certs = ca::generate(dir.path());
+    let (ke_port, ntp_port) = (free_tcp_port(), free_udp_port());
+    let config = format!(
+        "[[server]]\nlisten = \"127.0.0.1:{ntp_port}\"\n\n\
+         [[nts-ke-server]]\nlisten = \"127.0.0.1:{ke_port}\"\n\
+         certificate-chain-path = \"{}\"\nprivate-key-path = \"{}\"\n\n\
+         [keyset]\nkey-storage-path = \"{}\"\n\n\
+         [synchronization]\nlocal-stratum = 1\n",
+        certs.chain.display(),
+        certs.key.display(),
+        dir.join("ntskeys").display()
+    );
+    let (server, _log) = start_sundial(&dir, "server", &config, true);
+    let ke: SocketAddr = format!("127.0.0.1:{ke_port}").parse().expect("address");
+    assert!(wait_for_tcp(ke, Duration::from_secs(10)), "KE port not up");
+    let pid = server.id().to_string();
+    let ca = certs.ca.display().to_string();
+
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let out = bench(&args(&[
+        "ke",
+        "--ke",
+        &ke.to_string(),
+        "--ca",
+        &ca,
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+        "--server-pid",
+        &pid,
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(field(&stdout, "failed"), "0", "{stdout}");
+    assert_eq!(field(&stdout, "cookies_per_handshake"), "8.00", "{stdout}");
+    assert!(field(&stdout, "handshakes").parse::<u64>().expect("count") > 0);
+    // The server's CPU is read from /proc.
+    assert!(
+        field(&stdout, "cpu_us_per_handshake")
+            .parse::<f64>()
+            .is_ok(),
+        "{stdout}"
+    );
+
+    let out = bench(&args(&[
+        "nts",
+        "--server",
+        &format!("127.0.0.1:{ntp_port}"),
+        "--ke",
+        &ke.to_string(),
+        "--ca",
+        &ca,
+        "--key-exchanges",
+        "2",
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(field(&stdout, "bad"), "0", "{stdout}");
+    assert!(
+        field(&stdout, "verified").parse::<u64>().expect("verified") > 0,
+        "{stdout}"
+    );
+}
