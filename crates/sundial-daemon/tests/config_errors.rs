@@ -274,6 +274,13 @@ fn semantic_ranges() {
         "at least one version",
     );
     assert_error(
+        &format!("{SERVER}coalesce-us = 20000\n"),
+        "server[0].coalesce-us",
+        3,
+        1,
+        "at most 10000 microseconds",
+    );
+    assert_error(
         &format!("{ke}[keyset]\nkey-rotation-interval = 0\n"),
         "keyset.key-rotation-interval",
         6,

@@ -17,6 +17,14 @@ fn default_rate_limiting_burst() -> u32 {
     1
 }
 
+fn default_coalesce_us() -> u64 {
+    250
+}
+
+/// The longest `coalesce-us` accepted: past this, light-load answers would
+/// be late enough to trip clients' timeouts for nothing.
+pub const MAX_COALESCE_US: u64 = 10_000;
+
 fn default_rate_limiting_ipv4_prefix() -> u8 {
     32
 }
@@ -75,6 +83,11 @@ pub struct ServerConfig {
     /// NTP versions answered (default `[3, 4]`).
     #[serde(default = "default_accept_ntp_versions")]
     pub accept_ntp_versions: Vec<u8>,
+    /// At light load, how long a serving thread waits before reading again
+    /// so that one wake-up answers several requests; 0 answers each at
+    /// once (see `server::ntp::pacing`).
+    #[serde(default = "default_coalesce_us")]
+    pub coalesce_us: u64,
 }
 
 impl ServerConfig {
@@ -95,6 +108,12 @@ impl ServerConfig {
             problems.push(Problem::new(
                 at.key("rate-limiting-ipv6-prefix"),
                 "an IPv6 prefix is 0 to 128 bits",
+            ));
+        }
+        if self.coalesce_us > MAX_COALESCE_US {
+            problems.push(Problem::new(
+                at.key("coalesce-us"),
+                format!("at most {MAX_COALESCE_US} microseconds"),
             ));
         }
         check_versions(

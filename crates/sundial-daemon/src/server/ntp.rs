@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod pacing;
 
 use std::cell::Cell;
 use std::io;
@@ -35,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::batch::{RxBatch, TxBatch, to_socket_addr};
+use self::pacing::Pacer;
 use super::rate::RateLimiter;
 use crate::config::{FilterAction, RateLimitAction, RequireNts, ServerConfig};
 use crate::keystore::SharedKeySet;
@@ -352,6 +354,10 @@ impl Worker {
         let mut rx = RxBatch::new();
         let mut tx = TxBatch::new();
         let mut tally = Tally::default();
+        let mut pacer = Pacer::new(
+            Duration::from_micros(self.config.coalesce_us),
+            Instant::now(),
+        );
         while !self.cancel.is_cancelled() {
             let n = match rx.receive(fd) {
                 Ok(n) => n,
@@ -367,6 +373,7 @@ impl Worker {
                     continue;
                 }
             };
+            let batch_start = Instant::now();
             tally.received += n as u64;
             // One read lock per batch, not per packet; dropped before any
             // send so a key rotation never waits on the network.
@@ -428,6 +435,11 @@ impl Worker {
                 self.flush(fd, &mut tx, &mut tally);
             }
             tally.flush(&self.stats);
+            let now = Instant::now();
+            let busy = now.saturating_duration_since(batch_start);
+            if let Some(wait) = pacer.after_batch(n, n >= batch::BATCH, busy, now) {
+                std::thread::sleep(wait);
+            }
         }
     }
 
