@@ -10,7 +10,9 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, ca, free_tcp_port, free_udp_port, start_sundial, wait_for_tcp};
+use common::{
+    TempDir, ca, free_tcp_port, free_udp_port, nts_server_config, start_sundial, wait_for_tcp,
+};
 
 /// Runs `sundial bench ARGS`, killed after 60 s.
 fn bench(args: &[String]) -> Output {
@@ -49,16 +51,7 @@ fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
     let dir = TempDir::new("bench");
     let certs = ca::generate(dir.path());
     let (ke_port, ntp_port) = (free_tcp_port(), free_udp_port());
-    let config = format!(
-        "[[server]]\nlisten = \"127.0.0.1:{ntp_port}\"\n\n\
-         [[nts-ke-server]]\nlisten = \"127.0.0.1:{ke_port}\"\n\
-         certificate-chain-path = \"{}\"\nprivate-key-path = \"{}\"\n\n\
-         [keyset]\nkey-storage-path = \"{}\"\n\n\
-         [synchronization]\nlocal-stratum = 1\n",
-        certs.chain.display(),
-        certs.key.display(),
-        dir.join("ntskeys").display()
-    );
+    let config = nts_server_config(&dir, &certs, ntp_port, ke_port);
     let (server, _log) = start_sundial(&dir, "server", &config, true);
     let ke: SocketAddr = format!("127.0.0.1:{ke_port}").parse().expect("address");
     assert!(wait_for_tcp(ke, Duration::from_secs(10)), "KE port not up");

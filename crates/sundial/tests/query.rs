@@ -59,16 +59,7 @@ fn assert_exit(output: &Output, code: i32) {
 /// loopback; returns it with its KE and NTP ports.
 fn start_server(dir: &TempDir, certs: &ca::CertFiles) -> (ChildGuard, u16, u16) {
     let (ke_port, ntp_port) = (free_tcp_port(), free_udp_port());
-    let config = format!(
-        "[[server]]\nlisten = \"127.0.0.1:{ntp_port}\"\n\n\
-         [[nts-ke-server]]\nlisten = \"127.0.0.1:{ke_port}\"\n\
-         certificate-chain-path = \"{}\"\nprivate-key-path = \"{}\"\n\n\
-         [keyset]\nkey-storage-path = \"{}\"\n\n\
-         [synchronization]\nlocal-stratum = 1\n",
-        certs.chain.display(),
-        certs.key.display(),
-        dir.join("ntskeys").display()
-    );
+    let config = common::nts_server_config(dir, certs, ntp_port, ke_port);
     let path = dir.write("server.toml", &config);
     let log = dir.join("server.log");
     let child = Command::new(env!("CARGO_BIN_EXE_sundial"))

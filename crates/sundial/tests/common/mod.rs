@@ -221,3 +221,23 @@ pub fn start_sundial(
         .expect("start sundial run");
     (ChildGuard::new(name, child, vec![path, log.clone()]), log)
 }
+
+/// A stratum-1 NTS server on loopback: NTP on `ntp_port`, NTS-KE on
+/// `ke_port` with `certs`, cookie keys kept in `dir/ntskeys`.
+pub fn nts_server_config(
+    dir: &TempDir,
+    certs: &ca::CertFiles,
+    ntp_port: u16,
+    ke_port: u16,
+) -> String {
+    format!(
+        "[[server]]\nlisten = \"127.0.0.1:{ntp_port}\"\n\n\
+         [[nts-ke-server]]\nlisten = \"127.0.0.1:{ke_port}\"\n\
+         certificate-chain-path = \"{}\"\nprivate-key-path = \"{}\"\n\n\
+         [keyset]\nkey-storage-path = \"{}\"\n\n\
+         [synchronization]\nlocal-stratum = 1\n",
+        certs.chain.display(),
+        certs.key.display(),
+        dir.join("ntskeys").display()
+    )
+}
