@@ -88,8 +88,10 @@ pub struct NtpStats {
     pub nts_dropped: AtomicU64,
     pub send_errors: AtomicU64,
     /// Every request `handle` dropped, by [`DropClass`] (indexed by
-    /// `class as usize`): finer than the three counters above, which they
-    /// add up to (minus datagrams without a peer address).
+    /// `class as usize`): `nts_dropped`, the `require-nts` part of
+    /// `ignored` and `malformed` (minus datagrams without a peer address),
+    /// split by reason. Filter drops are not here: they never reach
+    /// `handle`.
     pub dropped: [AtomicU64; DROP_CLASSES],
 }
 
