@@ -3,50 +3,21 @@
 //! within seconds, a connection in progress is not dropped, a broken pair
 //! leaves the old one serving, and SIGHUP reloads at once.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
-use sundial_daemon::server::nts_ke::{self, Announce};
-use sundial_daemon::tls::NTSKE_ALPN;
+use common::{Ca, ca, ke_config, localhost, ntske_client, start_with, within};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use sundial_daemon::server::nts_ke::Announce;
 use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::nts::ke_client::{KeClient, KeClientProgress};
-use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
-
-const BOUND: Duration = Duration::from_secs(10);
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-    pem: String,
-}
-
-fn ca() -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "reload test CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        der: cert.der().clone(),
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
 
 /// Writes a fresh leaf (CN = `cn`) and its key as `<name>.chain.pem` and
 /// `<name>.key.pem` in `dir`; returns both paths and the leaf's DER.
@@ -63,31 +34,15 @@ fn leaf(ca: &Ca, dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf, Vec<u8>
     (chain, key_path, cert.der().to_vec())
 }
 
-fn client(ca: &Ca) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.der.clone()).unwrap();
-    let mut config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
-    TlsConnector::from(Arc::new(config))
-}
-
 type Stream = tokio_rustls::client::TlsStream<TcpStream>;
 
 async fn connect(addr: SocketAddr, ca: &Ca) -> Stream {
-    let tcp = tokio::time::timeout(BOUND, TcpStream::connect(addr))
+    let tcp = within("TCP connect", TcpStream::connect(addr))
         .await
-        .unwrap()
         .unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(BOUND, client(ca).connect(name, tcp))
+    let client = TlsConnector::from(ntske_client(&ca.der));
+    within("TLS handshake", client.connect(localhost(), tcp))
         .await
-        .unwrap()
         .unwrap()
 }
 
@@ -101,10 +56,7 @@ async fn key_exchange(mut stream: Stream) -> usize {
     stream.write_all(&client.request()).await.unwrap();
     let mut buf = [0u8; 4096];
     loop {
-        let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = within("read", stream.read(&mut buf)).await.unwrap();
         assert_ne!(n, 0, "closed before the response ended");
         if let KeClientProgress::Done(response) = client.receive(&buf[..n]).unwrap() {
             return response.cookies.len();
@@ -128,28 +80,15 @@ async fn wait_for_leaf(addr: SocketAddr, ca: &Ca, want: &[u8], within: Duration)
 }
 
 async fn start(chain: &Path, key: &Path) -> (SocketAddr, CancellationToken) {
-    let text = format!(
-        // A long exchange timeout: the connection held open across the
-        // swap must outlive it on its own merits.
-        "listen = '127.0.0.1:0'\ncertificate-chain-path = '{}'\nprivate-key-path = '{}'\nkey-exchange-timeout-ms = 30000\n",
-        chain.display(),
-        key.display()
-    );
-    let config = toml::from_str(&text).unwrap();
-    let listener = nts_ke::bind(&config, Announce::default()).await.unwrap();
-    let addr = listener.local_addr();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let keys = Arc::new(RwLock::new(KeySet::generate(
-        KeySetConfig::default(),
-        now,
-        &mut rand::rng(),
-    )));
-    let cancel = CancellationToken::new();
-    tokio::spawn(listener.run(keys, cancel.clone()));
-    (addr, cancel)
+    // A long exchange timeout: the connection held open across the swap
+    // must outlive it on its own merits.
+    let extra = "key-exchange-timeout-ms = 30000\n";
+    let server = start_with(
+        &ke_config(chain, key, "127.0.0.1:0", extra),
+        Announce::default(),
+    )
+    .await;
+    (server.addr, server.cancel)
 }
 
 #[tokio::test]

@@ -9,162 +9,25 @@
 //! process, so it needs about 4100 descriptors; with less, as many as fit,
 //! and the test prints how many).
 
-use std::future::Future;
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use sundial_daemon::config::NtsKeServerConfig;
-use sundial_daemon::keystore::SharedKeySet;
-use sundial_daemon::server::nts_ke::{self, Announce, KeStats};
-use sundial_daemon::tls::NTSKE_ALPN;
+use common::{KeServer, Pki, client_config, count, localhost, ntske_client, pki, start, within};
+use rustls::ClientConfig;
+use sundial_daemon::server::nts_ke::Announce;
 use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::nts::ke_client::{KeClient, KeClientError, KeClientProgress};
 use sundial_proto::nts::ke_record::{ErrorCode, Record, RecordBody, WarningCode};
 use sundial_proto::nts::ke_server::COOKIE_COUNT;
-use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_util::sync::CancellationToken;
-
-/// Bound on every await; far above what any step needs on loopback.
-const STEP: Duration = Duration::from_secs(15);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
-
-struct Pki {
-    _dir: TempDir,
-    ca: CertificateDer<'static>,
-    chain: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sundial hardening CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("chain.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    Pki {
-        _dir: dir,
-        ca: ca_cert.der().clone(),
-        chain,
-        key,
-    }
-}
-
-fn keyset() -> SharedKeySet {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    Arc::new(RwLock::new(KeySet::generate(
-        KeySetConfig::default(),
-        now,
-        &mut rand::rng(),
-    )))
-}
-
-struct Running {
-    addr: SocketAddr,
-    stats: Arc<KeStats>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.cancel.cancel();
-        within("server stops", self.task).await.unwrap();
-    }
-}
-
-async fn start(pki: &Pki, extra: &str) -> Running {
-    let text = format!(
-        "listen = '127.0.0.1:0'\ncertificate-chain-path = '{}'\nprivate-key-path = '{}'\n{extra}",
-        pki.chain.display(),
-        pki.key.display()
-    );
-    let config: NtsKeServerConfig = toml::from_str(&text).unwrap();
-    let listener = within("bind", nts_ke::bind(&config, Announce::default()))
-        .await
-        .unwrap();
-    let addr = listener.local_addr();
-    let stats = listener.stats();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(listener.run(keyset(), cancel.clone()));
-    Running {
-        addr,
-        stats,
-        cancel,
-        task,
-    }
-}
-
-fn count(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
-
-fn client_config(
-    pki: &Pki,
-    alpn: bool,
-    versions: &[&'static SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    if alpn {
-        config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
-    }
-    Arc::new(config)
-}
-
-fn ntske(pki: &Pki) -> Arc<ClientConfig> {
-    client_config(pki, true, &[&rustls::version::TLS13])
-}
-
-fn localhost() -> ServerName<'static> {
-    ServerName::try_from("localhost").unwrap()
-}
 
 async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
@@ -260,11 +123,12 @@ async fn slowloris_and_hostile_stream_do_not_delay_a_genuine_key_exchange() {
     let running = start(
         &pki,
         &format!("key-exchange-timeout-ms = 30000\nconcurrent-connections = {LIMIT}"),
+        Announce::default(),
     )
     .await;
     // Warm up (first TLS use initialises lazily) before measuring.
     assert_eq!(
-        genuine_exchange(running.addr, ntske(&pki)).await,
+        genuine_exchange(running.addr, ntske_client(&pki.ca)).await,
         COOKIE_COUNT
     );
     let rss_before = vm_rss_kb();
@@ -292,8 +156,8 @@ async fn slowloris_and_hostile_stream_do_not_delay_a_genuine_key_exchange() {
         let max_in_flight = Arc::clone(&max_in_flight);
         let stats = Arc::clone(&running.stats);
         let addr = running.addr;
-        let tls12 = client_config(&pki, true, &[&rustls::version::TLS12]);
-        let no_alpn = client_config(&pki, false, &[&rustls::version::TLS13]);
+        let tls12 = client_config(&pki.ca, true, &[&rustls::version::TLS12]);
+        let no_alpn = client_config(&pki.ca, false, &[&rustls::version::TLS13]);
         tokio::spawn(async move {
             let mut turn = 0u64;
             let mut batch = tokio::task::JoinSet::new();
@@ -322,7 +186,7 @@ async fn slowloris_and_hostile_stream_do_not_delay_a_genuine_key_exchange() {
         let began = Instant::now();
         let cookies = within(
             "genuine exchange",
-            genuine_exchange(running.addr, ntske(&pki)),
+            genuine_exchange(running.addr, ntske_client(&pki.ca)),
         )
         .await;
         slowest = slowest.max(began.elapsed());
@@ -367,8 +231,8 @@ async fn slowloris_and_hostile_stream_do_not_delay_a_genuine_key_exchange() {
 
 /// Writes `request` in `chunk`-byte TLS writes (each its own TLS record,
 /// flushed), then reads until the server closes.
-async fn send_in_chunks(running: &Running, pki: &Pki, request: &[u8], chunk: usize) -> Vec<u8> {
-    let mut tls = within("connect", connect(running.addr, ntske(pki)))
+async fn send_in_chunks(running: &KeServer, pki: &Pki, request: &[u8], chunk: usize) -> Vec<u8> {
+    let mut tls = within("connect", connect(running.addr, ntske_client(&pki.ca)))
         .await
         .unwrap();
     for part in request.chunks(chunk) {
@@ -390,7 +254,7 @@ fn records(records: &[Record]) -> Vec<u8> {
 #[tokio::test]
 async fn a_request_one_byte_per_tls_record_is_served() {
     let pki = pki();
-    let running = start(&pki, "").await;
+    let running = start(&pki, "", Announce::default()).await;
     let mut client = KeClient::new(&AeadAlgorithm::SUPPORTED);
     let bytes = send_in_chunks(&running, &pki, &client.request(), 1).await;
     match client.receive(&bytes).unwrap() {
@@ -411,7 +275,7 @@ async fn a_request_one_byte_per_tls_record_is_served() {
 #[tokio::test]
 async fn sixty_four_kib_of_records_gets_bad_request_or_a_close_within_the_timeout() {
     let pki = pki();
-    let running = start(&pki, "key-exchange-timeout-ms = 2000").await;
+    let running = start(&pki, "key-exchange-timeout-ms = 2000", Announce::default()).await;
     // 64 KiB of non-critical unknown records, then a valid request: the
     // request cap (1 KiB) stops it long before.
     let filler = Record::new(
@@ -444,7 +308,7 @@ async fn sixty_four_kib_of_records_gets_bad_request_or_a_close_within_the_timeou
 #[tokio::test]
 async fn an_oversized_record_header_gets_bad_request() {
     let pki = pki();
-    let running = start(&pki, "key-exchange-timeout-ms = 2000").await;
+    let running = start(&pki, "key-exchange-timeout-ms = 2000", Announce::default()).await;
     // One record that claims 65535 bytes of body, and sends them all.
     let huge = Record::new(
         false,
@@ -468,7 +332,7 @@ async fn an_oversized_record_header_gets_bad_request() {
 #[tokio::test]
 async fn a_request_that_never_ends_is_closed_at_the_timeout() {
     let pki = pki();
-    let running = start(&pki, "key-exchange-timeout-ms = 500").await;
+    let running = start(&pki, "key-exchange-timeout-ms = 500", Announce::default()).await;
     for partial in [
         // Next Protocol and AEAD, but no End of Message, connection open.
         {
@@ -480,7 +344,7 @@ async fn a_request_that_never_ends_is_closed_at_the_timeout() {
         vec![0x40, 0x02, 0x03, 0xE8],
     ] {
         let began = Instant::now();
-        let mut tls = within("connect", connect(running.addr, ntske(&pki)))
+        let mut tls = within("connect", connect(running.addr, ntske_client(&pki.ca)))
             .await
             .unwrap();
         tls.write_all(&partial).await.unwrap();
@@ -500,10 +364,10 @@ async fn a_request_that_never_ends_is_closed_at_the_timeout() {
 #[tokio::test]
 async fn a_request_cut_off_before_end_of_message_gets_bad_request() {
     let pki = pki();
-    let running = start(&pki, "").await;
+    let running = start(&pki, "", Announce::default()).await;
     let mut request = KeClient::new(&AeadAlgorithm::SUPPORTED).request();
     request.truncate(request.len() - 4);
-    let mut tls = within("connect", connect(running.addr, ntske(&pki)))
+    let mut tls = within("connect", connect(running.addr, ntske_client(&pki.ca)))
         .await
         .unwrap();
     tls.write_all(&request).await.unwrap();

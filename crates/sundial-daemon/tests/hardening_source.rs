@@ -11,84 +11,26 @@
 //! association in `sundial-proto/src/source/tests.rs`; see
 //! docs/security.md.
 
-use std::future::Future;
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use common::{Leaf, Pki, pki, pki_with, within};
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sundial_daemon::config;
 use sundial_daemon::source::{KeError, SourceEvent, SourceStatus, key_exchange, spawn_sources};
 use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::nts::ke_record::{ErrorCode, NextProtocol, Record, RecordBody, WarningCode};
 use sundial_proto::source::Association;
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-const STEP: Duration = Duration::from_secs(15);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
-
-/// A CA file and a server certificate signed by it.
-struct Pki {
-    _dir: TempDir,
-    ca_file: PathBuf,
-    chain: Vec<CertificateDer<'static>>,
-    key: Vec<u8>,
-}
-
-#[derive(Default)]
-struct Leaf {
-    names: Option<Vec<String>>,
-    expired: bool,
-}
-
-fn pki(leaf: Leaf) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "hostile test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let names = leaf
-        .names
-        .unwrap_or_else(|| vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
-    let mut params = CertificateParams::new(names).unwrap();
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    if leaf.expired {
-        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-    }
-    let cert = params.signed_by(&leaf_key, &issuer).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-    Pki {
-        _dir: dir,
-        ca_file,
-        chain: vec![cert.der().clone(), ca_cert.der().clone()],
-        key: leaf_key.serialize_der(),
-    }
-}
 
 /// What the hostile server does once it has read the client's request.
 #[derive(Clone)]
@@ -107,8 +49,8 @@ async fn hostile_server(pki: &Pki, script: Script) -> SocketAddr {
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            pki.chain.clone(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone())),
+            vec![pki.leaf.clone(), pki.ca.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der.clone())),
         )
         .unwrap();
     config.alpn_protocols = vec![b"ntske/1".to_vec()];
@@ -193,7 +135,7 @@ async fn run_ke(
 
 #[tokio::test]
 async fn hostile_key_exchange_responses_are_refused_with_a_clear_error() {
-    let pki = pki(Leaf::default());
+    let pki = pki();
     let cookie = vec![7u8; 100];
     let cases: Vec<(&str, Script, &str)> = vec![
         (
@@ -251,7 +193,7 @@ async fn hostile_key_exchange_responses_are_refused_with_a_clear_error() {
     for (name, script, needle) in cases {
         let addr = hostile_server(&pki, script).await;
         let began = std::time::Instant::now();
-        let result = run_ke(addr, &pki.ca_file, Duration::from_secs(1)).await;
+        let result = run_ke(addr, &pki.ca_path, Duration::from_secs(1)).await;
         let took = began.elapsed();
         let error = match result {
             Ok(outcome) => panic!("{name}: accepted: {outcome:?}"),
@@ -267,13 +209,13 @@ async fn hostile_key_exchange_responses_are_refused_with_a_clear_error() {
 
 #[tokio::test]
 async fn surplus_and_oversized_cookies_never_enter_the_jar() {
-    let pki = pki(Leaf::default());
+    let pki = pki();
     // 20 cookies, some huge: the exchange succeeds (there is a usable
     // cookie), and the association keeps at most 8 of acceptable size.
     let mut cookies = vec![vec![3u8; 100]; 16];
     cookies.extend(vec![vec![4u8; 4000]; 4]);
     let addr = hostile_server(&pki, Script::SendAndClose(response(&cookies, true))).await;
-    let outcome = run_ke(addr, &pki.ca_file, Duration::from_secs(2))
+    let outcome = run_ke(addr, &pki.ca_path, Duration::from_secs(2))
         .await
         .unwrap();
     let assoc = Association::nts(outcome.keys, outcome.cookies, 4);
@@ -286,7 +228,7 @@ async fn surplus_and_oversized_cookies_never_enter_the_jar() {
         Script::SendAndClose(response(&[vec![5u8; 4000]], true)),
     )
     .await;
-    let outcome = run_ke(addr, &pki.ca_file, Duration::from_secs(2))
+    let outcome = run_ke(addr, &pki.ca_path, Duration::from_secs(2))
         .await
         .unwrap();
     let mut assoc = Association::nts(outcome.keys, outcome.cookies, 4);
@@ -302,21 +244,22 @@ async fn surplus_and_oversized_cookies_never_enter_the_jar() {
 
 #[tokio::test]
 async fn wrong_name_expired_and_untrusted_certificates_are_refused() {
-    let wrong_name = pki(Leaf {
-        names: Some(vec!["ntp.example.invalid".to_owned()]),
+    let wrong_name = pki_with(Leaf {
+        names: vec!["ntp.example.invalid".to_owned()],
         ..Leaf::default()
     });
-    let expired = pki(Leaf {
-        expired: true,
+    let expired = pki_with(Leaf {
+        not_before: Some((2000, 1, 1)),
+        not_after: Some((2001, 1, 1)),
         ..Leaf::default()
     });
-    let stranger = pki(Leaf::default());
-    let trusted = pki(Leaf::default());
+    let stranger = pki();
+    let trusted = pki();
     let good = response(&[vec![1u8; 100]], true);
     for (name, server_pki, ca) in [
-        ("wrong name", &wrong_name, &wrong_name.ca_file),
-        ("expired", &expired, &expired.ca_file),
-        ("untrusted CA", &stranger, &trusted.ca_file),
+        ("wrong name", &wrong_name, &wrong_name.ca_path),
+        ("expired", &expired, &expired.ca_path),
+        ("untrusted CA", &stranger, &trusted.ca_path),
     ] {
         let addr = hostile_server(server_pki, Script::SendAndClose(good.clone())).await;
         let error = run_ke(addr, ca, Duration::from_secs(2)).await.unwrap_err();
@@ -331,7 +274,7 @@ async fn wrong_name_expired_and_untrusted_certificates_are_refused() {
 
 #[tokio::test]
 async fn a_source_facing_a_hostile_server_retries_on_schedule_and_never_measures() {
-    let pki = pki(Leaf::default());
+    let pki = pki();
     let addr = hostile_server(
         &pki,
         Script::SendAndClose(response(&[vec![1u8; 100]], false)),
@@ -340,7 +283,7 @@ async fn a_source_facing_a_hostile_server_retries_on_schedule_and_never_measures
     let text = format!(
         "[[source]]\nmode = \"nts\"\naddress = \"localhost:{}\"\ncertificate-authority = \"{}\"\n",
         addr.port(),
-        pki.ca_file.display()
+        pki.ca_path.display()
     );
     let config = config::parse(&text, Path::new("test.toml")).unwrap();
     let (tx, mut rx) = mpsc::channel(64);

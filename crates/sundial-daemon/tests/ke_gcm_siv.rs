@@ -3,104 +3,22 @@
 //! chosen, which exporter context the keys come from, and that the 72-byte
 //! cookies open to exactly the keys the client derived.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
-use sundial_daemon::config::NtsKeServerConfig;
-use sundial_daemon::keystore::SharedKeySet;
-use sundial_daemon::server::nts_ke::{self, Announce};
+use common::{KeServer, Pki, STEP, localhost, ntske_client, pki, start};
+use sundial_daemon::server::nts_ke::Announce;
 use sundial_daemon::source::key_exchange;
-use sundial_daemon::tls::NTSKE_ALPN;
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::cookie::cookie_len;
 use sundial_proto::nts::ke_client::{KeClient, KeClientProgress, KeResponse};
 use sundial_proto::nts::ke_record::{Decoded, RecordBody, decode};
 use sundial_proto::nts::key_export::{KeyContext, derive_keys_with};
-use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_util::sync::CancellationToken;
 
-const STEP: Duration = Duration::from_secs(10);
 const GCM: AeadAlgorithm = AeadAlgorithm::Aes128GcmSiv;
 const SIV: AeadAlgorithm = AeadAlgorithm::AesSivCmac256;
-
-struct Pki {
-    _dir: TempDir,
-    ca: CertificateDer<'static>,
-    ca_path: PathBuf,
-    chain: PathBuf,
-    key: PathBuf,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sundial GCM-SIV test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    let chain = dir.path().join("chain.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
-    std::fs::write(&chain, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    Pki {
-        _dir: dir,
-        ca: ca_cert.der().clone(),
-        ca_path,
-        chain,
-        key,
-    }
-}
-
-struct Running {
-    addr: SocketAddr,
-    keys: SharedKeySet,
-    cancel: CancellationToken,
-}
-
-async fn start(pki: &Pki) -> Running {
-    let text = format!(
-        "listen = '127.0.0.1:0'\ncertificate-chain-path = '{}'\nprivate-key-path = '{}'\n",
-        pki.chain.display(),
-        pki.key.display()
-    );
-    let config: NtsKeServerConfig = toml::from_str(&text).unwrap();
-    let listener = tokio::time::timeout(STEP, nts_ke::bind(&config, Announce::default()))
-        .await
-        .unwrap()
-        .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let keys: SharedKeySet = Arc::new(RwLock::new(KeySet::generate(
-        KeySetConfig::default(),
-        now,
-        &mut rand::rng(),
-    )));
-    let cancel = CancellationToken::new();
-    let addr = listener.local_addr();
-    tokio::spawn(listener.run(Arc::clone(&keys), cancel.clone()));
-    Running { addr, keys, cancel }
-}
 
 fn same(a: &NtsKeys, b: &NtsKeys) -> bool {
     a.algorithm() == b.algorithm()
@@ -109,7 +27,7 @@ fn same(a: &NtsKeys, b: &NtsKeys) -> bool {
 }
 
 /// Every cookie is `cookie_len` bytes and opens to `keys`.
-fn assert_cookies_open(running: &Running, cookies: &[Vec<u8>], keys: &NtsKeys) {
+fn assert_cookies_open(running: &KeServer, cookies: &[Vec<u8>], keys: &NtsKeys) {
     assert!(!cookies.is_empty());
     let keyset = running.keys.read().unwrap();
     for cookie in cookies {
@@ -123,24 +41,14 @@ fn assert_cookies_open(running: &Running, cookies: &[Vec<u8>], keys: &NtsKeys) {
 /// 1024, as chrony 4.4 to 4.6.0): the response, whether its raw records
 /// carried 1024, and the keys for both exporter contexts.
 async fn raw_exchange(
-    running: &Running,
+    running: &KeServer,
     pki: &Pki,
     client: KeClient,
 ) -> (KeResponse, bool, NtsKeys, NtsKeys) {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
     let tcp = TcpStream::connect(running.addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
     let mut tls = tokio::time::timeout(
         STEP,
-        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        TlsConnector::from(ntske_client(&pki.ca)).connect(localhost(), tcp),
     )
     .await
     .unwrap()
@@ -177,7 +85,7 @@ async fn raw_exchange(
 #[tokio::test]
 async fn daemon_client_and_server_agree_on_compliant_gcm_siv_with_72_byte_cookies() {
     let pki = pki();
-    let running = start(&pki).await;
+    let running = start(&pki, "", Announce::default()).await;
     let outcome = key_exchange(
         "localhost",
         running.addr.port(),
@@ -204,7 +112,7 @@ async fn daemon_client_and_server_agree_on_compliant_gcm_siv_with_72_byte_cookie
 #[tokio::test]
 async fn record_1024_is_echoed_and_keys_are_compliant() {
     let pki = pki();
-    let running = start(&pki).await;
+    let running = start(&pki, "", Announce::default()).await;
     let (response, echoed, compliant, legacy) =
         raw_exchange(&running, &pki, KeClient::new(&[GCM])).await;
     assert_eq!(response.algorithm, GCM);
@@ -218,7 +126,7 @@ async fn record_1024_is_echoed_and_keys_are_compliant() {
 #[tokio::test]
 async fn chrony_4_4_style_client_offering_gcm_siv_alone_gets_legacy_keys() {
     let pki = pki();
-    let running = start(&pki).await;
+    let running = start(&pki, "", Announce::default()).await;
     let old = KeClient::new(&[GCM]).without_compliant_gcm_siv_record();
     let (response, echoed, _, legacy) = raw_exchange(&running, &pki, old).await;
     assert_eq!(response.algorithm, GCM);
@@ -232,7 +140,7 @@ async fn chrony_4_4_style_client_offering_gcm_siv_alone_gets_legacy_keys() {
 #[tokio::test]
 async fn a_client_without_record_1024_offering_more_is_steered_off_gcm_siv() {
     let pki = pki();
-    let running = start(&pki).await;
+    let running = start(&pki, "", Announce::default()).await;
     // chrony 4.4 to 4.6.0 offer [30, 15] by default.
     let old = KeClient::new(&[GCM, SIV]).without_compliant_gcm_siv_record();
     let (response, echoed, compliant, _) = raw_exchange(&running, &pki, old).await;

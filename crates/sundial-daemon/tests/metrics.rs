@@ -2,7 +2,8 @@
 //! counters, sources and system state, what other requests get, and that a
 //! client that says nothing is closed.
 
-use std::future::Future;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use rcgen::{CertificateParams, KeyPair};
 use std::collections::HashMap;
 
+use common::within;
 use sundial_daemon::config::SourceMode;
 use sundial_daemon::discipline::Observed;
 use sundial_daemon::metrics::{self, CONTENT_TYPE, Handles, KeHandle};
@@ -24,16 +26,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on every await in these tests; far above what any step needs.
-const STEP: Duration = Duration::from_secs(10);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
 
 fn set(counter: &AtomicU64, value: u64) {
     counter.store(value, Ordering::Relaxed);

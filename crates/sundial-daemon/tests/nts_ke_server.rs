@@ -6,23 +6,21 @@
 //! server close, the server task has finished the poll that closed it, so
 //! its counters are already updated and can be read without waiting.
 
-use std::future::Future;
+mod common;
+
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+use common::{
+    KeServer, Leaf, Pki, client_config, count, ke_config, keyset, localhost, ntske_client, pki,
+    pki_with, start, within,
 };
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use sundial_daemon::config::NtsKeServerConfig;
-use sundial_daemon::keystore::SharedKeySet;
-use sundial_daemon::server::nts_ke::{self, Announce, KeStartError, KeStats, NtpTarget};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use sundial_daemon::server::nts_ke::{self, Announce, KeStartError, NtpTarget};
 use sundial_daemon::tls::{self, CertificateInfo, NTSKE_ALPN, TlsError};
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::cookie::cookie_len;
@@ -30,24 +28,11 @@ use sundial_proto::nts::ke_client::{KeClient, KeClientError, KeClientProgress, K
 use sundial_proto::nts::ke_record::{ErrorCode, NextProtocol, Record, RecordBody};
 use sundial_proto::nts::ke_server::COOKIE_COUNT;
 use sundial_proto::nts::key_export::derive_keys;
-use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on every await in these tests; far above what any step needs.
-const STEP: Duration = Duration::from_secs(10);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
 
 // ---------------------------------------------------------------- PKI ----
 
@@ -59,90 +44,23 @@ enum KeyKind {
     RsaPkcs1,
 }
 
-/// A CA and a leaf it signed, written as PEM files in a temp dir.
-struct Pki {
-    dir: TempDir,
-    ca: CertificateDer<'static>,
-    chain: PathBuf,
-    key: PathBuf,
-}
-
-struct LeafOptions {
-    kind: KeyKind,
-    not_before: Option<(i32, u8, u8)>,
-    not_after: Option<(i32, u8, u8)>,
-}
-
-impl Default for LeafOptions {
-    fn default() -> Self {
-        Self {
-            kind: KeyKind::EcPkcs8,
-            not_before: None,
-            not_after: None,
-        }
-    }
-}
-
-fn pki() -> Pki {
-    pki_with(LeafOptions::default())
-}
-
-fn pki_with(options: LeafOptions) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sundial test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf_key = match options.kind {
-        KeyKind::EcPkcs8 | KeyKind::EcSec1 => KeyPair::generate().unwrap(),
-        KeyKind::RsaPkcs8 | KeyKind::RsaPkcs1 => {
-            KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
-        }
+/// A test PKI whose key file is in the format `kind`.
+fn pki_of_kind(kind: KeyKind) -> Pki {
+    let pki = pki_with(Leaf {
+        rsa: matches!(kind, KeyKind::RsaPkcs8 | KeyKind::RsaPkcs1),
+        ..Leaf::default()
+    });
+    // PKCS#8 wraps the PKCS#1 / SEC1 structure in an OCTET STRING;
+    // unwrapping it gives the legacy formats openssl still writes.
+    let legacy = match kind {
+        KeyKind::EcPkcs8 | KeyKind::RsaPkcs8 => None,
+        KeyKind::RsaPkcs1 => Some(pem_block("RSA PRIVATE KEY", pkcs8_inner(&pki.key_der))),
+        KeyKind::EcSec1 => Some(pem_block("EC PRIVATE KEY", pkcs8_inner(&pki.key_der))),
     };
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])
-    .unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    if let Some((y, m, d)) = options.not_before {
-        params.not_before = rcgen::date_time_ymd(y, m, d);
+    if let Some(pem) = legacy {
+        std::fs::write(&pki.key, pem).unwrap();
     }
-    if let Some((y, m, d)) = options.not_after {
-        params.not_after = rcgen::date_time_ymd(y, m, d);
-    }
-    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
-
-    let key_pem = match options.kind {
-        KeyKind::EcPkcs8 | KeyKind::RsaPkcs8 => leaf_key.serialize_pem(),
-        // PKCS#8 wraps the PKCS#1 / SEC1 structure in an OCTET STRING;
-        // unwrapping it gives the legacy formats openssl still writes.
-        KeyKind::RsaPkcs1 => pem_block("RSA PRIVATE KEY", pkcs8_inner(leaf_key.serialized_der())),
-        KeyKind::EcSec1 => pem_block("EC PRIVATE KEY", pkcs8_inner(leaf_key.serialized_der())),
-    };
-
-    let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("chain.pem");
-    let key = dir.path().join("key.pem");
-    // Leaf first, then the CA, as a server's chain file usually is.
-    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
-    std::fs::write(&key, key_pem).unwrap();
-    Pki {
-        dir,
-        ca: ca_cert.der().clone(),
-        chain,
-        key,
-    }
+    pki
 }
 
 fn pem_block(label: &str, der: Vec<u8>) -> String {
@@ -177,97 +95,7 @@ fn pkcs8_inner(der: &[u8]) -> Vec<u8> {
     key.to_vec()
 }
 
-// ------------------------------------------------------------- server ----
-
-fn ke_config(pki: &Pki, listen: &str, extra: &str) -> NtsKeServerConfig {
-    let text = format!(
-        "listen = '{listen}'\ncertificate-chain-path = '{}'\nprivate-key-path = '{}'\n{extra}",
-        pki.chain.display(),
-        pki.key.display()
-    );
-    toml::from_str(&text).unwrap()
-}
-
-fn keyset() -> SharedKeySet {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    Arc::new(RwLock::new(KeySet::generate(
-        KeySetConfig::default(),
-        now,
-        &mut rand::rng(),
-    )))
-}
-
-struct Running {
-    addr: SocketAddr,
-    stats: Arc<KeStats>,
-    keys: SharedKeySet,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    /// Cancels the server and waits for `run` to return.
-    async fn stop(self) {
-        self.cancel.cancel();
-        within("server stops", self.task).await.unwrap();
-    }
-}
-
-async fn start(pki: &Pki, extra: &str, announce: Announce) -> Running {
-    start_on(pki, "127.0.0.1:0", extra, announce).await
-}
-
-async fn start_on(pki: &Pki, listen: &str, extra: &str, announce: Announce) -> Running {
-    let config = ke_config(pki, listen, extra);
-    let listener = within("bind", nts_ke::bind(&config, announce))
-        .await
-        .unwrap();
-    let addr = listener.local_addr();
-    assert_ne!(addr.port(), 0);
-    let stats = listener.stats();
-    let keys = keyset();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(listener.run(Arc::clone(&keys), cancel.clone()));
-    Running {
-        addr,
-        stats,
-        keys,
-        cancel,
-        task,
-    }
-}
-
-fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
-
 // ------------------------------------------------------------- client ----
-
-fn client_config(
-    pki: &Pki,
-    alpn: bool,
-    versions: &[&'static SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    if alpn {
-        config.alpn_protocols = vec![NTSKE_ALPN.to_vec()];
-    }
-    Arc::new(config)
-}
-
-fn ntske_client(pki: &Pki) -> Arc<ClientConfig> {
-    client_config(pki, true, &[&rustls::version::TLS13])
-}
 
 async fn connect(
     addr: SocketAddr,
@@ -280,10 +108,6 @@ async fn connect(
         TlsConnector::from(config).connect(name, tcp),
     )
     .await
-}
-
-fn localhost() -> ServerName<'static> {
-    ServerName::try_from("localhost").unwrap()
 }
 
 /// Everything the server sent until it closed; errors after some bytes
@@ -336,8 +160,8 @@ async fn exchange(
 }
 
 /// Sends raw bytes as the request and returns what came back.
-async fn raw_exchange(running: &Running, pki: &Pki, request: &[u8]) -> Vec<u8> {
-    let mut tls = connect(running.addr, localhost(), ntske_client(pki))
+async fn raw_exchange(running: &KeServer, pki: &Pki, request: &[u8]) -> Vec<u8> {
+    let mut tls = connect(running.addr, localhost(), ntske_client(&pki.ca))
         .await
         .unwrap();
     within("write request", tls.write_all(request))
@@ -356,7 +180,7 @@ fn assert_same_keys(a: &NtsKeys, b: &NtsKeys) {
 
 /// The response's cookies all open with the server's keyset, to the keys
 /// the client derived.
-fn assert_cookies_open(running: &Running, response: &KeResponse, client_keys: &NtsKeys) {
+fn assert_cookies_open(running: &KeServer, response: &KeResponse, client_keys: &NtsKeys) {
     assert_eq!(response.cookies.len(), COOKIE_COUNT);
     let keyset = running.keys.read().unwrap();
     for cookie in &response.cookies {
@@ -377,7 +201,7 @@ async fn full_exchange_gives_eight_cookies_that_open_to_the_clients_keys() {
     let (response, client_keys) = exchange(
         running.addr,
         localhost(),
-        ntske_client(&pki),
+        ntske_client(&pki.ca),
         &AeadAlgorithm::SUPPORTED,
     )
     .await;
@@ -401,7 +225,7 @@ async fn announced_server_and_port_are_sent() {
     let (response, client_keys) = exchange(
         running.addr,
         localhost(),
-        ntske_client(&pki),
+        ntske_client(&pki.ca),
         &AeadAlgorithm::SUPPORTED,
     )
     .await;
@@ -430,7 +254,7 @@ async fn several_ntp_servers_are_announced_in_turn() {
         let (response, _) = exchange(
             running.addr,
             localhost(),
-            ntske_client(&pki),
+            ntske_client(&pki.ca),
             &AeadAlgorithm::SUPPORTED,
         )
         .await;
@@ -456,7 +280,7 @@ async fn the_clients_first_supported_algorithm_is_chosen() {
         [AeadAlgorithm::Aes128GcmSiv, AeadAlgorithm::AesSivCmac384],
     ] {
         let (response, client_keys) =
-            exchange(running.addr, localhost(), ntske_client(&pki), &offer).await;
+            exchange(running.addr, localhost(), ntske_client(&pki.ca), &offer).await;
         assert_eq!(response.algorithm, offer[0]);
         assert_cookies_open(&running, &response, &client_keys);
     }
@@ -466,7 +290,7 @@ async fn the_clients_first_supported_algorithm_is_chosen() {
 #[tokio::test]
 async fn serves_on_ipv6_loopback_with_an_ip_address_name() {
     let pki = pki();
-    let config = ke_config(&pki, "[::1]:0", "");
+    let config = ke_config(&pki.chain, &pki.key, "[::1]:0", "");
     let listener = match within("bind", nts_ke::bind(&config, Announce::default())).await {
         Ok(listener) => listener,
         // A host without IPv6 on loopback cannot run this test.
@@ -479,7 +303,7 @@ async fn serves_on_ipv6_loopback_with_an_ip_address_name() {
     let task = tokio::spawn(listener.run(Arc::clone(&keys), cancel.clone()));
     let name = ServerName::IpAddress("::1".parse::<IpAddr>().unwrap().into());
     let (response, client_keys) =
-        exchange(addr, name, ntske_client(&pki), &AeadAlgorithm::SUPPORTED).await;
+        exchange(addr, name, ntske_client(&pki.ca), &AeadAlgorithm::SUPPORTED).await;
     let opened = keys
         .read()
         .unwrap()
@@ -494,7 +318,7 @@ async fn serves_on_ipv6_loopback_with_an_ip_address_name() {
 async fn a_client_without_alpn_gets_no_ke_response() {
     let pki = pki();
     let running = start(&pki, "", Announce::default()).await;
-    let config = client_config(&pki, false, &[&rustls::version::TLS13]);
+    let config = client_config(&pki.ca, false, &[&rustls::version::TLS13]);
     // rustls completes the handshake without ALPN; the server then hangs up.
     let mut tls = connect(running.addr, localhost(), config).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), None);
@@ -512,7 +336,7 @@ async fn a_client_without_alpn_gets_no_ke_response() {
 async fn a_tls12_only_client_cannot_connect() {
     let pki = pki();
     let running = start(&pki, "", Announce::default()).await;
-    let config = client_config(&pki, true, &[&rustls::version::TLS12]);
+    let config = client_config(&pki.ca, true, &[&rustls::version::TLS12]);
     let result = connect(running.addr, localhost(), config).await;
     assert!(result.is_err(), "TLS 1.2 handshake must fail");
     assert_eq!(count(&running.stats.failed_tls), 1);
@@ -546,7 +370,7 @@ async fn a_client_that_sends_no_request_is_closed_after_the_timeout() {
     let pki = pki();
     let running = start(&pki, "key-exchange-timeout-ms = 300", Announce::default()).await;
     let began = Instant::now();
-    let mut tls = connect(running.addr, localhost(), ntske_client(&pki))
+    let mut tls = connect(running.addr, localhost(), ntske_client(&pki.ca))
         .await
         .unwrap();
     let (bytes, _) = read_all(&mut tls).await;
@@ -614,7 +438,7 @@ async fn at_the_connection_limit_an_idle_handshake_is_shed_for_a_newcomer() {
     let (response, _) = exchange(
         running.addr,
         localhost(),
-        ntske_client(&pki),
+        ntske_client(&pki.ca),
         &AeadAlgorithm::SUPPORTED,
     )
     .await;
@@ -638,7 +462,7 @@ async fn at_the_connection_limit_an_idle_handshake_is_shed_for_a_newcomer() {
 async fn cancel_stops_the_server_with_connections_in_flight() {
     let pki = pki();
     let running = start(&pki, "key-exchange-timeout-ms = 60000", Announce::default()).await;
-    let mut tls = connect(running.addr, localhost(), ntske_client(&pki))
+    let mut tls = connect(running.addr, localhost(), ntske_client(&pki.ca))
         .await
         .unwrap();
     let stats = Arc::clone(&running.stats);
@@ -666,15 +490,12 @@ async fn every_key_format_serves() {
         KeyKind::RsaPkcs8,
         KeyKind::RsaPkcs1,
     ] {
-        let pki = pki_with(LeafOptions {
-            kind,
-            ..LeafOptions::default()
-        });
+        let pki = pki_of_kind(kind);
         let running = start(&pki, "", Announce::default()).await;
         let (response, client_keys) = exchange(
             running.addr,
             localhost(),
-            ntske_client(&pki),
+            ntske_client(&pki.ca),
             &AeadAlgorithm::SUPPORTED,
         )
         .await;
@@ -702,9 +523,9 @@ fn the_config_is_tls13_only_with_alpn_ntske() {
 
 #[test]
 fn certificate_info_describes_the_leaf() {
-    let pki = pki_with(LeafOptions {
+    let pki = pki_with(Leaf {
         not_after: Some((2090, 1, 2)),
-        ..LeafOptions::default()
+        ..Leaf::default()
     });
     let loaded = tls::load_server_tls(&pki.chain, &pki.key, SystemTime::now()).unwrap();
     let CertificateInfo {
@@ -772,10 +593,10 @@ fn files_with_the_wrong_contents_are_named() {
 
 #[test]
 fn an_expired_certificate_is_refused() {
-    let pki = pki_with(LeafOptions {
+    let pki = pki_with(Leaf {
         not_before: Some((2000, 1, 1)),
         not_after: Some((2001, 1, 1)),
-        ..LeafOptions::default()
+        ..Leaf::default()
     });
     let e = load_error(&pki.chain, &pki.key);
     assert!(matches!(e, TlsError::Expired { .. }), "{e:?}");
@@ -789,10 +610,10 @@ fn an_expired_certificate_is_refused() {
 
 #[test]
 fn a_not_yet_valid_certificate_is_refused() {
-    let pki = pki_with(LeafOptions {
+    let pki = pki_with(Leaf {
         not_before: Some((2090, 1, 1)),
         not_after: Some((2091, 1, 1)),
-        ..LeafOptions::default()
+        ..Leaf::default()
     });
     let e = load_error(&pki.chain, &pki.key);
     assert!(matches!(e, TlsError::NotYetValid { .. }), "{e:?}");
@@ -806,7 +627,7 @@ fn a_not_yet_valid_certificate_is_refused() {
 async fn bind_names_the_file_and_the_address() {
     let pki = pki();
     // A certificate problem names the file.
-    let mut config = ke_config(&pki, "127.0.0.1:0", "");
+    let mut config = ke_config(&pki.chain, &pki.key, "127.0.0.1:0", "");
     config.private_key_path = pki.dir.path().join("absent-key.pem");
     let e = within("bind", nts_ke::bind(&config, Announce::default()))
         .await
@@ -816,7 +637,7 @@ async fn bind_names_the_file_and_the_address() {
     // A port in use names the address.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let config = ke_config(&pki, &addr.to_string(), "");
+    let config = ke_config(&pki.chain, &pki.key, &addr.to_string(), "");
     let e = within("bind", nts_ke::bind(&config, Announce::default()))
         .await
         .unwrap_err();
@@ -827,7 +648,7 @@ async fn bind_names_the_file_and_the_address() {
 #[tokio::test]
 async fn a_server_name_that_cannot_be_sent_is_refused_at_bind() {
     let pki = pki();
-    let config = ke_config(&pki, "127.0.0.1:0", "");
+    let config = ke_config(&pki.chain, &pki.key, "127.0.0.1:0", "");
     let announce = Announce::single(Some("bad\u{7f}name".to_owned()), None);
     let e = within("bind", nts_ke::bind(&config, announce))
         .await

@@ -3,83 +3,39 @@
 //! touched) fails NTS-KE without the option, succeeds with it while the
 //! daemon has had fewer than N synchronized clock updates, and fails again
 //! after. Names and chains are still checked while times are not.
+mod common;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use common::{KeServer, Leaf, Pki, STEP, localhost, now_secs, pki_with, start};
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
-use sundial_daemon::config::NtsKeServerConfig;
-use sundial_daemon::server::nts_ke::{self, Announce};
+use sundial_daemon::server::nts_ke::Announce;
 use sundial_daemon::source::cert_time::DeferredTimeVerifier;
 use sundial_daemon::source::{
     CertTimeCheck, KeError, SynchronizedUpdates, client_config_at, key_exchange_using,
 };
 use sundial_proto::nts::aead::AeadAlgorithm;
-use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use tempfile::TempDir;
-use tokio_util::sync::CancellationToken;
 
-const STEP: Duration = Duration::from_secs(10);
 const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn this_year() -> i32 {
     // Close enough for certificate dates a year or more away.
     1970 + i32::try_from(now_secs() / 31_556_952).unwrap()
 }
 
-struct Pki {
-    _dir: TempDir,
-    ca: CertificateDer<'static>,
-    leaf: CertificateDer<'static>,
-    ca_path: PathBuf,
-    chain: PathBuf,
-    key: PathBuf,
-}
-
 /// A CA and a `localhost` leaf valid from last year to next year.
 fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sundial cert-time test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(this_year() - 1, 1, 1);
-    params.not_after = rcgen::date_time_ymd(this_year() + 1, 12, 31);
-    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    let chain = dir.path().join("chain.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
-    std::fs::write(&chain, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    Pki {
-        _dir: dir,
-        ca: ca_cert.der().clone(),
-        leaf: leaf.der().clone(),
-        ca_path,
-        chain,
-        key,
-    }
+    pki_with(Leaf {
+        names: vec!["localhost".to_owned()],
+        not_before: Some((this_year() - 1, 1, 1)),
+        not_after: Some((this_year() + 1, 12, 31)),
+        ..Leaf::default()
+    })
 }
 
 /// The real time shifted by a fixed amount: the client's clock.
@@ -108,10 +64,6 @@ fn webpki(pki: &Pki) -> Arc<dyn ServerCertVerifier> {
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .unwrap()
-}
-
-fn localhost() -> ServerName<'static> {
-    ServerName::try_from("localhost").unwrap()
 }
 
 #[test]
@@ -153,34 +105,7 @@ fn verifier_defers_time_checks_until_n_synchronized_updates() {
     assert!(format!("{e:?}").contains("Expired"), "{e:?}");
 }
 
-struct Running {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-}
-
-async fn start(pki: &Pki) -> Running {
-    let text = format!(
-        "listen = '127.0.0.1:0'\ncertificate-chain-path = '{}'\nprivate-key-path = '{}'\n",
-        pki.chain.display(),
-        pki.key.display()
-    );
-    let config: NtsKeServerConfig = toml::from_str(&text).unwrap();
-    let listener = tokio::time::timeout(STEP, nts_ke::bind(&config, Announce::default()))
-        .await
-        .unwrap()
-        .unwrap();
-    let keys = Arc::new(RwLock::new(KeySet::generate(
-        KeySetConfig::default(),
-        now_secs(),
-        &mut rand::rng(),
-    )));
-    let cancel = CancellationToken::new();
-    let addr = listener.local_addr();
-    tokio::spawn(listener.run(keys, cancel.clone()));
-    Running { addr, cancel }
-}
-
-async fn ke(running: &Running, pki: &Pki, check: &CertTimeCheck) -> Result<(), KeError> {
+async fn ke(running: &KeServer, pki: &Pki, check: &CertTimeCheck) -> Result<(), KeError> {
     let config = client_config_at(Some(&pki.ca_path), check, Some(ten_years_ahead()))?;
     key_exchange_using(
         "localhost",
@@ -196,7 +121,7 @@ async fn ke(running: &Running, pki: &Pki, check: &CertTimeCheck) -> Result<(), K
 #[tokio::test]
 async fn key_exchange_with_a_clock_ten_years_ahead() {
     let pki = pki();
-    let running = start(&pki).await;
+    let running = start(&pki, "", Announce::default()).await;
     // Without the option: the certificate looks expired.
     let e = ke(&running, &pki, &CertTimeCheck::always())
         .await

@@ -3,18 +3,16 @@
 //! anchors, IP-literal server names, Error records, and re-keying by itself
 //! after the server's keys change (NTSN).
 
-use std::future::Future;
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use sundial_daemon::config::{self, NtsKeServerConfig};
+use common::{Pki, fresh_keyset, ke_config, pki, within};
+use sundial_daemon::config;
 use sundial_daemon::keystore::SharedKeySet;
 use sundial_daemon::server::ntp::{self, NtpStats, StateFn};
 use sundial_daemon::server::nts_ke::{self, Announce, KeStats};
@@ -26,80 +24,12 @@ use sundial_proto::ntp::packet::ReferenceId;
 use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::nts::ke_client::KeClient;
 use sundial_proto::nts::ke_record::{ErrorCode, Record, RecordBody};
-use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
 use sundial_proto::server::ServerState;
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on every await; far above what any step needs on loopback.
-const STEP: Duration = Duration::from_secs(20);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
-
-/// A private CA and a leaf for localhost, 127.0.0.1 and ::1, as PEM files.
-struct Pki {
-    dir: TempDir,
-    ca: PathBuf,
-    chain: PathBuf,
-    key: PathBuf,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sundial source test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf_key = KeyPair::generate().unwrap();
-    // rcgen turns the IP literals into IP-address SANs.
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])
-    .unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    let chain = dir.path().join("chain.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    Pki {
-        dir,
-        ca,
-        chain,
-        key,
-    }
-}
-
-fn keyset() -> KeySet {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    KeySet::generate(KeySetConfig::default(), now, &mut rand::rng())
-}
 
 /// Our NTS-KE and NTP servers sharing one keyset, as `sundial run` has them.
 struct Servers {
@@ -118,7 +48,7 @@ impl Drop for Servers {
 
 async fn servers(pki: &Pki) -> Servers {
     let cancel = CancellationToken::new();
-    let keys: SharedKeySet = Arc::new(RwLock::new(keyset()));
+    let keys: SharedKeySet = Arc::new(RwLock::new(fresh_keyset()));
 
     let cfg = config::parse(
         "[[server]]\nlisten = \"127.0.0.1:0\"\n",
@@ -131,12 +61,7 @@ async fn servers(pki: &Pki) -> Servers {
     let state: StateFn = Arc::new(|now| ServerState::local(1, ReferenceId(*b"TEST"), now));
     tokio::spawn(listener.run(Some(Arc::clone(&keys)), state, cancel.clone()));
 
-    let ke_config: NtsKeServerConfig = toml::from_str(&format!(
-        "listen = '127.0.0.1:0'\ncertificate-chain-path = '{}'\nprivate-key-path = '{}'\n",
-        pki.chain.display(),
-        pki.key.display()
-    ))
-    .unwrap();
+    let ke_config = ke_config(&pki.chain, &pki.key, "127.0.0.1:0", "");
     let announce = Announce::single(None, Some(ntp_port));
     let ke = within("KE bind", nts_ke::bind(&ke_config, announce))
         .await
@@ -247,7 +172,11 @@ async fn first_ke_status(running: &mut Running) -> (SocketAddr, AeadAlgorithm, u
 async fn an_nts_source_key_exchanges_and_measures_authenticated_time() {
     let pki = pki();
     let servers = servers(&pki).await;
-    let mut running = run_sources(&nts_config("localhost", servers.ke.port(), Some(&pki.ca)));
+    let mut running = run_sources(&nts_config(
+        "localhost",
+        servers.ke.port(),
+        Some(&pki.ca_path),
+    ));
     assert_eq!(running.sources.handles.len(), 1);
 
     let (ntp_server, algorithm, cookies) = first_ke_status(&mut running).await;
@@ -270,12 +199,16 @@ async fn an_nts_source_key_exchanges_and_measures_authenticated_time() {
 async fn after_the_server_keys_change_the_source_rekeys_by_itself() {
     let pki = pki();
     let servers = servers(&pki).await;
-    let mut running = run_sources(&nts_config("localhost", servers.ke.port(), Some(&pki.ca)));
+    let mut running = run_sources(&nts_config(
+        "localhost",
+        servers.ke.port(),
+        Some(&pki.ca_path),
+    ));
     first_ke_status(&mut running).await;
     running.measurements(2).await;
 
     // New master keys: the NTP server answers our cookies with NTSN.
-    *servers.keys.write().unwrap() = keyset();
+    *servers.keys.write().unwrap() = fresh_keyset();
     let (_, _, cookies) = first_ke_status(&mut running).await;
     assert_eq!(cookies, 8);
     running.measurements(3).await;
@@ -297,7 +230,7 @@ async fn key_exchange_trusts_the_configured_ca_and_only_it() {
 
     let outcome = within(
         "KE with CA",
-        key_exchange("localhost", port, Some(&pki.ca), KE_TIMEOUT, all),
+        key_exchange("localhost", port, Some(&pki.ca_path), KE_TIMEOUT, all),
     )
     .await
     .unwrap();
@@ -312,7 +245,7 @@ async fn key_exchange_trusts_the_configured_ca_and_only_it() {
     // An IP literal verifies against the certificate's IP SAN.
     let outcome = within(
         "KE by IP",
-        key_exchange("127.0.0.1", port, Some(&pki.ca), KE_TIMEOUT, all),
+        key_exchange("127.0.0.1", port, Some(&pki.ca_path), KE_TIMEOUT, all),
     )
     .await
     .unwrap();
@@ -428,7 +361,7 @@ async fn an_error_record_is_reported_as_such() {
         key_exchange(
             "localhost",
             port,
-            Some(&pki.ca),
+            Some(&pki.ca_path),
             KE_TIMEOUT,
             &AeadAlgorithm::SUPPORTED,
         ),

@@ -2,11 +2,13 @@
 //! loopback: measurements flow, a pool never gives two slots one address,
 //! and `ignore` is honoured.
 
-use std::future::Future;
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::within;
 use sundial_daemon::config;
 use sundial_daemon::server::ntp::{self, StateFn};
 use sundial_daemon::source::{SourceEvent, SourceId, SourceStatus, spawn_sources};
@@ -14,15 +16,6 @@ use sundial_proto::ntp::packet::ReferenceId;
 use sundial_proto::server::ServerState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-const STEP: Duration = Duration::from_secs(20);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
 
 /// A plain NTP server on 127.0.0.1; returns its port.
 fn ntp_server(cancel: &CancellationToken) -> u16 {

@@ -3,14 +3,16 @@
 //! path, errors that name it, removal at shutdown; and the snapshot itself
 //! from live handles.
 
+mod common;
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use common::within;
 use sundial_daemon::config::SourceMode;
 use sundial_daemon::discipline::Observed;
 use sundial_daemon::server::ntp::NtpStats;
@@ -25,16 +27,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on every await; far above what any step needs.
-const STEP: Duration = Duration::from_secs(10);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: no result within {STEP:?}"),
-    }
-}
 
 fn set(counter: &AtomicU64, value: u64) {
     counter.store(value, Ordering::Relaxed);
