@@ -487,6 +487,36 @@ fn kisses_and_unsynchronized_servers() {
         pair.deliver(&stratum16),
         ResponseOutcome::Unusable(Unusable::Unsynchronized)
     );
+
+    // Each on its own, from a server otherwise synchronized: leap 3 with
+    // a good stratum, and stratum 0 with no kiss code we know.
+    pair.state = ServerState::local(2, ReferenceId(*b"TEST"), NtpTimestamp::ZERO);
+    let request = pair.request();
+    let leap3 = forged(
+        &request,
+        |h| {
+            h.leap = LeapIndicator::Unsynchronized;
+            h.stratum = 2;
+        },
+        &[],
+    );
+    assert_eq!(
+        pair.deliver(&leap3),
+        ResponseOutcome::Unusable(Unusable::Unsynchronized)
+    );
+    let request = pair.request();
+    let stratum0 = forged(
+        &request,
+        |h| {
+            h.stratum = 0;
+            h.reference_id = ReferenceId(*b"\0\0\0\0");
+        },
+        &[],
+    );
+    assert!(matches!(
+        pair.deliver(&stratum0),
+        ResponseOutcome::Discarded(Discard::OtherKiss(_))
+    ));
 }
 
 #[test]
