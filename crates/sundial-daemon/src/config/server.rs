@@ -18,7 +18,7 @@ fn default_rate_limiting_burst() -> u32 {
 }
 
 fn default_coalesce_us() -> u64 {
-    250
+    500
 }
 
 /// The longest `coalesce-us` accepted: past this, light-load answers would

@@ -95,7 +95,7 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    const HOLD: Duration = Duration::from_micros(250);
+    const HOLD: Duration = Duration::from_micros(500);
 
     /// Feeds `seconds` of batches of `per_batch` requests arriving at
     /// `rate`, each taking `cost` per request; returns the last decision.
@@ -120,7 +120,7 @@ mod tests {
     fn light_steady_load_waits_to_gather_requests() {
         let start = Instant::now();
         let mut pacer = Pacer::new(HOLD, start);
-        // 10 000/s, 5 µs each: 5 % busy, 2.5 requests per hold.
+        // 10 000/s, 5 µs each: 5 % busy, 5 requests per hold.
         let decision = run(&mut pacer, start, 10_000.0, 1, Duration::from_micros(5));
         assert_eq!(decision, Some(HOLD));
     }
@@ -140,7 +140,7 @@ mod tests {
     fn sparse_requests_are_answered_at_once() {
         let start = Instant::now();
         let mut pacer = Pacer::new(HOLD, start);
-        // 1000/s: a 250 µs wait would gather a quarter of a request.
+        // 1000/s: a 500 µs wait would gather half a request.
         let decision = run(&mut pacer, start, 1000.0, 1, Duration::from_micros(5));
         assert_eq!(decision, None);
     }
