@@ -9,7 +9,8 @@ use sundial_proto::nts::ke_record::{
 };
 use sundial_proto::nts::ke_server::{
     COOKIE_COUNT, DEFAULT_MAX_REQUEST_LEN, KeServer, KeServerError, KeServerProgress,
-    MIN_MAX_REQUEST_LEN, Negotiated, Refusal, build_response, error_response, refusal_response,
+    MIN_MAX_REQUEST_LEN, Negotiated, Refusal, SealingError, build_response, build_response_sealing,
+    error_response, refusal_response,
 };
 
 fn msg(records: &[Record]) -> Vec<u8> {
@@ -431,6 +432,53 @@ fn response_layout() {
         build_response(&negotiated, &cookies, Some("bad name"), None),
         Err(EncodeError::InvalidServerName)
     );
+}
+
+#[test]
+fn sealing_in_place_gives_the_same_bytes_as_building_from_cookies() {
+    for compliant_gcm_siv in [false, true] {
+        let negotiated = Negotiated {
+            compliant_gcm_siv,
+            ..negotiated(Aes128GcmSiv)
+        };
+        let cookies: Vec<Vec<u8>> = (0..COOKIE_COUNT as u8).map(|i| vec![i + 1; 72]).collect();
+        for (server, port) in [(None, None), (Some("ntp.example"), Some(4123))] {
+            let mut next = cookies.iter();
+            let sealed =
+                build_response_sealing(&negotiated, 72, COOKIE_COUNT, server, port, |out| {
+                    let cookie = next.next().ok_or("out of cookies")?;
+                    out[..cookie.len()].copy_from_slice(cookie);
+                    Ok::<_, &str>(cookie.len())
+                })
+                .unwrap();
+            assert_eq!(
+                sealed,
+                build_response(&negotiated, &cookies, server, port).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn sealing_in_place_shrinks_short_cookies_and_refuses_overruns_and_failures() {
+    let negotiated = negotiated(AesSivCmac256);
+    let short = build_response_sealing(&negotiated, 104, 2, None, None, |out| {
+        out[..100].fill(7);
+        Ok::<_, ()>(100)
+    })
+    .unwrap();
+    let cookies = vec![vec![7u8; 100]; 2];
+    assert_eq!(
+        short,
+        build_response(&negotiated, &cookies, None, None).unwrap()
+    );
+
+    let overrun = build_response_sealing(&negotiated, 104, 1, None, None, |_| Ok::<_, ()>(105));
+    assert_eq!(overrun, Err(SealingError::Overrun(104)));
+    let empty = build_response_sealing(&negotiated, 104, 1, None, None, |_| Ok::<_, ()>(0));
+    assert_eq!(empty, Err(SealingError::Encode(EncodeError::EmptyCookie)));
+    let failed = build_response_sealing(&negotiated, 104, 1, None, None, |_| Err("no key"));
+    assert_eq!(failed, Err(SealingError::Seal("no key")));
 }
 
 #[test]

@@ -32,12 +32,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
+use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::nts::cookie::cookie_len;
 use sundial_proto::nts::ke_record::{EncodeError, ErrorCode, NextProtocol};
 use sundial_proto::nts::ke_server::{
-    COOKIE_COUNT, KeServer, KeServerProgress, Negotiated, build_response, error_response,
-    refusal_response,
+    COOKIE_COUNT, KeServer, KeServerProgress, Negotiated, build_response, build_response_sealing,
+    error_response, refusal_response,
 };
 use sundial_proto::nts::key_export::derive_keys_with;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -624,39 +624,32 @@ impl Connection {
             },
         )
         .map_err(|e| tracing::warn!(error = %e, "NTS-KE key export failed"))?;
-        let cookies = self.seal_cookies(&keys)?;
-        // Round robin over the announced NTP servers, one per exchange.
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let target = self.announce.nth(turn).cloned().unwrap_or_default();
-        build_response(negotiated, &cookies, target.server.as_deref(), target.port)
-            .map_err(|e| tracing::warn!(error = %e, "encoding the NTS-KE response failed"))
-    }
-
-    /// Seals [`COOKIE_COUNT`] cookies under one read lock. Synchronous on
-    /// purpose: neither the lock guard nor the thread-local RNG may be held
-    /// across an await.
-    fn seal_cookies(&self, keys: &NtsKeys) -> Result<Vec<Vec<u8>>, ()> {
         let algorithm = keys.algorithm();
         let len = cookie_len(algorithm).ok_or_else(|| {
             tracing::warn!(?algorithm, "negotiated an algorithm cookies cannot carry");
         })?;
+        // Round robin over the announced NTP servers, one per exchange.
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let target = self.announce.nth(turn).cloned().unwrap_or_default();
         // A poisoned lock means the rotation task panicked mid-update; a
         // cookie from a half-updated set could be unopenable, so refuse.
+        // The guard and the thread-local RNG live in this synchronous
+        // function only: neither may be held across an await.
         let keyset = self
             .keys
             .read()
             .map_err(|_| tracing::warn!("keyset lock poisoned; cannot issue cookies"))?;
         let mut rng = rand::rng();
-        let mut cookies = Vec::with_capacity(COOKIE_COUNT);
-        for _ in 0..COOKIE_COUNT {
-            let mut cookie = vec![0u8; len];
-            let n = keyset
-                .seal_cookie(keys, &mut rng, &mut cookie)
-                .map_err(|e| tracing::warn!(error = %e, "sealing a cookie failed"))?;
-            cookie.truncate(n);
-            cookies.push(cookie);
-        }
-        Ok(cookies)
+        // The cookies are sealed straight into their records.
+        build_response_sealing(
+            negotiated,
+            len,
+            COOKIE_COUNT,
+            target.server.as_deref(),
+            target.port,
+            |out| keyset.seal_cookie(&keys, &mut rng, out),
+        )
+        .map_err(|e| tracing::warn!(error = %e, "building the NTS-KE response failed"))
     }
 }
 

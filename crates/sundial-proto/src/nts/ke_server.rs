@@ -27,8 +27,8 @@
 
 use crate::nts::aead::AeadAlgorithm;
 use crate::nts::ke_record::{
-    EncodeError, ErrorCode, MessageTooLarge, NextProtocol, Record, RecordBody, RecordError,
-    RecordReader,
+    EncodeError, ErrorCode, HEADER_LEN, MessageTooLarge, NextProtocol, Record, RecordBody,
+    RecordError, RecordReader, record_type,
 };
 use crate::nts::key_export::KeyContext;
 
@@ -373,6 +373,93 @@ pub fn build_response(
         Record::critical(RecordBody::Port(port)).encode(&mut out)?;
     }
     Record::critical(RecordBody::EndOfMessage).encode(&mut out)?;
+    Ok(out)
+}
+
+/// Why [`build_response_sealing`] could not produce a response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealingError<E> {
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The caller's `seal` failed.
+    #[error("sealing a cookie failed: {0}")]
+    Seal(E),
+    /// `seal` claimed more bytes than the space it was given.
+    #[error("a sealed cookie overran its {0}-byte record")]
+    Overrun(usize),
+}
+
+/// The response [`build_response`] makes, with `count` cookies sealed
+/// straight into their New Cookie records: `seal` gets the body of one
+/// record, `cookie_len` bytes, writes a cookie at its front and returns
+/// the cookie's length. The response is one allocation, sized up front;
+/// no cookie is copied after it is sealed.
+pub fn build_response_sealing<E>(
+    negotiated: &Negotiated,
+    cookie_len: usize,
+    count: usize,
+    server: Option<&str>,
+    port: Option<u16>,
+    mut seal: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<Vec<u8>, SealingError<E>> {
+    let body_len = u16::try_from(cookie_len).map_err(|_| EncodeError::BodyTooLong(cookie_len))?;
+    if cookie_len == 0 {
+        return Err(EncodeError::EmptyCookie.into());
+    }
+    let mut head = vec![
+        Record::critical(RecordBody::NextProtocol(vec![negotiated.protocol])),
+        Record::critical(RecordBody::AeadAlgorithm(vec![negotiated.algorithm])),
+    ];
+    if negotiated.echoes_compliant_gcm_siv() {
+        head.push(Record::new(false, RecordBody::CompliantGcmSivExport));
+    }
+    let mut tail = Vec::with_capacity(3);
+    if let Some(server) = server {
+        tail.push(Record::critical(RecordBody::Server(server.to_owned())));
+    }
+    if let Some(port) = port {
+        tail.push(Record::critical(RecordBody::Port(port)));
+    }
+    tail.push(Record::critical(RecordBody::EndOfMessage));
+    let fixed: usize = head
+        .iter()
+        .chain(&tail)
+        .map(Record::encoded_len)
+        .sum::<Result<usize, _>>()?;
+    let mut out = Vec::with_capacity(fixed + count * (HEADER_LEN + cookie_len));
+    for record in &head {
+        record.encode(&mut out)?;
+    }
+    for _ in 0..count {
+        // A New Cookie record, not critical: the header, then the body
+        // sealed in place.
+        out.extend_from_slice(&record_type::NEW_COOKIE.to_be_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&body_len.to_be_bytes());
+        let body_at = out.len();
+        out.resize(body_at + cookie_len, 0);
+        let body = out
+            .get_mut(body_at..)
+            .ok_or(SealingError::Overrun(cookie_len))?;
+        let n = seal(body).map_err(SealingError::Seal)?;
+        if n == 0 {
+            return Err(EncodeError::EmptyCookie.into());
+        }
+        if n > cookie_len {
+            return Err(SealingError::Overrun(cookie_len));
+        }
+        if n < cookie_len {
+            // Shorter than announced: shrink the record to fit.
+            out.truncate(body_at + n);
+            let short = u16::try_from(n).map_err(|_| EncodeError::BodyTooLong(n))?;
+            if let Some(field) = out.get_mut(len_at..body_at) {
+                field.copy_from_slice(&short.to_be_bytes());
+            }
+        }
+    }
+    for record in &tail {
+        record.encode(&mut out)?;
+    }
     Ok(out)
 }
 
