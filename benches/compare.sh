@@ -19,6 +19,7 @@ OUT=${OUT:-$(mktemp -d /tmp/sundial-compare.XXXXXX)}
 SERVER_CORE=${SERVER_CORE:-1}
 GEN_CORE=${GEN_CORE:-0}
 START_RATE=${START_RATE:-2000}
+STEP_FACTOR=${STEP_FACTOR:-1.5}
 STEP_SECONDS=${STEP_SECONDS:-2}
 FIXED_RATE=${FIXED_RATE:-10000}
 FIXED_SECONDS=${FIXED_SECONDS:-10}
@@ -135,8 +136,8 @@ for name in $SERVERS; do
     wait_tcp "$ke"
     sleep 1
     nts=(--server "127.0.0.1:$ntp" --ke "127.0.0.1:$ke" --ca "$CA" --server-pid "$PID")
-    bench ntp --server "127.0.0.1:$ntp" --server-pid "$PID" --start-rate "$START_RATE" --step-seconds "$STEP_SECONDS" | tee "$OUT/$name-ntp-sweep.txt" >&2
-    bench nts "${nts[@]}" --start-rate "$START_RATE" --step-seconds "$STEP_SECONDS" | tee "$OUT/$name-nts-sweep.txt" >&2
+    bench ntp --server "127.0.0.1:$ntp" --server-pid "$PID" --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" | tee "$OUT/$name-ntp-sweep.txt" >&2
+    bench nts "${nts[@]}" --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" | tee "$OUT/$name-nts-sweep.txt" >&2
     # Memory right after the NTS sweep ran the server to saturation.
     RSS[$name]=$(awk '/^VmRSS/ {print $2}' "/proc/$PID/status")
     HWM[$name]=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
@@ -166,7 +167,7 @@ ratio() { # a b -> a/b with two decimals, or - when either is missing/zero
 {
     echo
     echo "## $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r)"
-    echo "server core $SERVER_CORE, generator core $GEN_CORE; steps x1.5 of ${STEP_SECONDS}s from $START_RATE/s; CPU at $FIXED_RATE/s for ${FIXED_SECONDS}s"
+    echo "server core $SERVER_CORE, generator core $GEN_CORE; steps x${STEP_FACTOR} of ${STEP_SECONDS}s from $START_RATE/s; CPU at $FIXED_RATE/s for ${FIXED_SECONDS}s"
     echo
     printf '| %-8s | %10s | %10s | %10s | %10s | %10s | %10s | %8s | %8s | %22s | %6s | %9s |\n' server "NTP <1%/s" "NTP peak/s" "NTS <1%/s" "NTS peak/s" "CPU µs NTP" "CPU µs NTS" "RSS KiB" "HWM KiB" "rx→tx p50/p99 µs @ r/s" "KE/s" "CPU µs KE"
     printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ------------ ------------ ------------ ------------ ------------ ------------ ---------- ---------- ------------------------ -------- -----------
