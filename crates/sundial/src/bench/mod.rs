@@ -98,28 +98,29 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if !valid {
         return Err("--step must be > 1, --start-rate >= 1, --step-seconds > 0".to_owned());
     }
-    if args.mode == Mode::Ke {
-        let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
-            return Err("ke mode needs --ke ADDR and --ca FILE".to_owned());
-        };
-        return ke::run(&ke::KeLoad {
-            ke,
-            ca,
-            name: &args.name,
-            connections: args.connections,
-            seconds: args.duration,
-            server_pid: args.server_pid,
-        });
-    }
-    let Some(server) = args.server else {
-        return Err("ntp and nts modes need --server ADDR".to_owned());
-    };
-    let mut generator = Generator::new(server, args.ports)?;
     match args.mode {
+        Mode::Ke => {
+            let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
+                return Err("ke mode needs --ke ADDR and --ca FILE".to_owned());
+            };
+            ke::run(&ke::KeLoad {
+                ke,
+                ca,
+                name: &args.name,
+                connections: args.connections,
+                seconds: args.duration,
+                server_pid: args.server_pid,
+            })
+        }
+        Mode::Ntp => {
+            let (server, mut generator) = generator(args)?;
+            sweep(args, server, &mut generator, &mut NtpWorkload::default())
+        }
         Mode::Nts => {
             let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
                 return Err("nts mode needs --ke ADDR and --ca FILE".to_owned());
             };
+            let (server, mut generator) = generator(args)?;
             let mut workload = nts::gather(ke, ca, &args.name, args.key_exchanges.max(1))?;
             println!(
                 "# {} key exchanges with {ke}: {} cookies, reused round robin (the server does not track reuse); a fresh Unique Identifier per request",
@@ -128,8 +129,15 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             );
             sweep(args, server, &mut generator, &mut workload)
         }
-        _ => sweep(args, server, &mut generator, &mut NtpWorkload::default()),
     }
+}
+
+/// The UDP load generator for the ntp and nts modes.
+fn generator(args: &BenchArgs) -> Result<(SocketAddr, Generator), String> {
+    let server = args
+        .server
+        .ok_or_else(|| "ntp and nts modes need --server ADDR".to_owned())?;
+    Ok((server, Generator::new(server, args.ports)?))
 }
 
 fn sweep(
