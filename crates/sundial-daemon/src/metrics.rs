@@ -334,7 +334,7 @@ fn encode_sources(registry: &mut Registry, sources: &[SourceSnapshot]) {
                 name: l.name.clone(),
                 address: l.address.clone(),
                 id: l.id.clone(),
-                state: state_name(state),
+                state: state.name(),
             };
             states
                 .get_or_create(&key)
@@ -346,15 +346,6 @@ fn encode_sources(registry: &mut Registry, sources: &[SourceSnapshot]) {
         "The source's part in the last selection: selected, candidate, falseticker, unusable",
         states,
     );
-}
-
-fn state_name(state: SourceState) -> &'static str {
-    match state {
-        SourceState::Selected => "selected",
-        SourceState::Candidate => "candidate",
-        SourceState::Falseticker => "falseticker",
-        SourceState::Unusable => "unusable",
-    }
 }
 
 /// Which number of a listener's snapshot a metric shows.

@@ -159,6 +159,17 @@ impl SourceState {
             Self::Unusable => '?',
         }
     }
+
+    /// The name `--json` and the metrics' `state` label use.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Selected => "selected",
+            Self::Candidate => "candidate",
+            Self::Falseticker => "falseticker",
+            Self::Unusable => "unusable",
+        }
+    }
 }
 
 impl From<sundial_sync::SourceState> for SourceState {

@@ -10,7 +10,8 @@ use sundial_daemon::clock::observe::WouldDo;
 use sundial_daemon::server::ntp::NtpStats;
 use sundial_daemon::server::nts_ke::KeStats;
 use sundial_daemon::source::SourceHandle;
-use sundial_sync::{SourceState, SyncStatus};
+use sundial_daemon::status::SourceState;
+use sundial_sync::SyncStatus;
 
 /// Lines stamped with the seconds since the demo started.
 #[derive(Debug)]
@@ -49,15 +50,6 @@ pub(super) struct Summary {
     pub(super) key_exchanges: u64,
     /// Cookies the last key exchange gave.
     pub(super) cookies_at_ke: usize,
-}
-
-fn state_name(state: SourceState) -> &'static str {
-    match state {
-        SourceState::Selected => "selected",
-        SourceState::Candidate => "candidate",
-        SourceState::Falseticker => "falseticker",
-        SourceState::Unusable => "unusable",
-    }
 }
 
 fn poll_text(exponent: i8) -> String {
@@ -121,7 +113,7 @@ pub(super) fn table<W: Write>(
             .clamp(handle.limits.min, handle.limits.max.max(handle.limits.min));
         text.push_str(&row([
             &handle.name,
-            state_name(s.state),
+            SourceState::from(s.state).name(),
             &format!("{:+.6} s", s.offset),
             &format!("{:.6} s", s.delay),
             &format!("{:.6} s", s.jitter),
