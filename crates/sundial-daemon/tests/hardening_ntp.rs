@@ -7,44 +7,28 @@
 #[path = "../../sundial-proto/tests/hostile_corpus/mod.rs"]
 mod hostile_corpus;
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hostile_corpus::{Expect, corpus};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sundial_daemon::config::{self, ServerConfig};
-use sundial_daemon::server::ntp::{self, NtpStats, StateFn};
-use sundial_proto::ntp::packet::{KissCode, NtpHeader, ReferenceId};
+use sundial_daemon::config::ServerConfig;
+use sundial_daemon::server::ntp::{self, NtpStats};
+use sundial_proto::ntp::packet::{KissCode, NtpHeader};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 use sundial_proto::nts::aead::{AeadAlgorithm, AeadKey, NtsKeys};
 use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
-use sundial_proto::server::{DropClass, ServerState};
+use sundial_proto::server::DropClass;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 /// The listener's receive buffer: longer datagrams arrive truncated.
 const MAX_PACKET: usize = 2048;
-
-fn server_config(extra: &str) -> ServerConfig {
-    let text = format!("[[server]]\nlisten = \"127.0.0.1:0\"\n{extra}\n");
-    let mut cfg = config::parse(&text, Path::new("test.toml")).expect("config");
-    cfg.servers.remove(0)
-}
-
-fn state() -> StateFn {
-    Arc::new(|now| ServerState::local(1, ReferenceId(*b"TEST"), now))
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 async fn start(
     cfg: &ServerConfig,
@@ -54,7 +38,7 @@ async fn start(
     let listener = ntp::bind(cfg, false).expect("bind");
     let addr = listener.local_addr().unwrap();
     let stats = listener.stats();
-    tokio::spawn(listener.run(Some(keys), state(), cancel.clone()));
+    tokio::spawn(listener.run(Some(keys), common::local_state(), cancel.clone()));
     (addr, stats)
 }
 
@@ -104,8 +88,8 @@ fn newly_dropped(stats: &NtpStats, seen: &mut [u64; ntp::DROP_CLASSES]) -> Optio
 #[tokio::test]
 async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
     let mut rng = StdRng::seed_from_u64(6);
-    let keyset = KeySet::generate(KeySetConfig::default(), now_unix(), &mut rng);
-    let stranger = KeySet::generate(KeySetConfig::default(), now_unix(), &mut rng);
+    let keyset = KeySet::generate(KeySetConfig::default(), common::now_secs(), &mut rng);
+    let stranger = KeySet::generate(KeySetConfig::default(), common::now_secs(), &mut rng);
     let alg = AeadAlgorithm::AesSivCmac256;
     let keys = NtsKeys {
         c2s: AeadKey::generate(alg, &mut rng).unwrap(),
@@ -121,7 +105,12 @@ async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
     let cases = corpus(&keys, &cookie, &foreign);
 
     let cancel = CancellationToken::new();
-    let (server, stats) = start(&server_config(""), Arc::new(RwLock::new(keyset)), &cancel).await;
+    let (server, stats) = start(
+        &common::ntp_server_config("127.0.0.1:0", ""),
+        Arc::new(RwLock::new(keyset)),
+        &cancel,
+    )
+    .await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut buf = vec![0u8; 65536];
     // Which counter a few telling cases must land in.
@@ -235,9 +224,16 @@ async fn the_hostile_corpus_over_udp_gets_only_owed_answers_never_larger() {
 
 #[tokio::test]
 async fn a_fast_client_gets_rate_kisses_and_is_served_again_after_the_cutoff() {
-    let keyset = KeySet::generate(KeySetConfig::default(), now_unix(), &mut rand::rng());
+    let keyset = KeySet::generate(
+        KeySetConfig::default(),
+        common::now_secs(),
+        &mut rand::rng(),
+    );
     let cancel = CancellationToken::new();
-    let cfg = server_config("rate-limiting-cache-size = 1024\nrate-limiting-cutoff-ms = 300");
+    let cfg = common::ntp_server_config(
+        "127.0.0.1:0",
+        "rate-limiting-cache-size = 1024\nrate-limiting-cutoff-ms = 300",
+    );
     let (server, stats) = start(&cfg, Arc::new(RwLock::new(keyset)), &cancel).await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut buf = [0u8; 2048];
@@ -270,9 +266,14 @@ async fn a_fast_client_gets_rate_kisses_and_is_served_again_after_the_cutoff() {
 /// burst is served, then requests are dropped silently with "ignore".
 #[tokio::test]
 async fn burst_and_ignore_action_apply_to_the_listener() {
-    let keyset = KeySet::generate(KeySetConfig::default(), now_unix(), &mut rand::rng());
+    let keyset = KeySet::generate(
+        KeySetConfig::default(),
+        common::now_secs(),
+        &mut rand::rng(),
+    );
     let cancel = CancellationToken::new();
-    let cfg = server_config(
+    let cfg = common::ntp_server_config(
+        "127.0.0.1:0",
         "rate-limiting-cache-size = 1024\nrate-limiting-cutoff-ms = 10000\n\
          rate-limiting-burst = 3\nrate-limiting-action = \"ignore\"",
     );

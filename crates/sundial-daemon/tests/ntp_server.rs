@@ -1,41 +1,24 @@
 //! The NTP listener on real loopback sockets, IPv4 and IPv6: plain and NTS
 //! requests, kernel receive timestamps, allow/deny lists and require-nts.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sundial_daemon::config::{self, ServerConfig};
-use sundial_daemon::server::ntp::{self, StateFn};
+use sundial_daemon::config::ServerConfig;
+use sundial_daemon::server::ntp;
 use sundial_proto::ntp::packet::{KissCode, Mode, NtpHeader, ReferenceId};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 use sundial_proto::nts::aead::{AeadAlgorithm, AeadKey, NtsKeys};
 use sundial_proto::nts::client::{VerifiedResponse, new_uid, verify_response, write_request};
 use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
 use sundial_proto::reader::Writer;
-use sundial_proto::server::ServerState;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
-
-fn server_config(extra: &str, listen: &str) -> ServerConfig {
-    let text = format!("[[server]]\nlisten = \"{listen}\"\n{extra}\n");
-    let mut cfg = config::parse(&text, Path::new("test.toml")).expect("config");
-    cfg.servers.remove(0)
-}
-
-fn state() -> StateFn {
-    Arc::new(|now| ServerState::local(1, ReferenceId(*b"TEST"), now))
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 async fn exchange(server: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
     let bind: SocketAddr = if server.is_ipv6() {
@@ -63,10 +46,14 @@ async fn start(
     let addr = listener.local_addr().unwrap();
     let keys = Arc::new(RwLock::new(KeySet::generate(
         KeySetConfig::default(),
-        now_unix(),
+        common::now_secs(),
         &mut StdRng::seed_from_u64(1),
     )));
-    tokio::spawn(listener.run(Some(Arc::clone(&keys)), state(), cancel.clone()));
+    tokio::spawn(listener.run(
+        Some(Arc::clone(&keys)),
+        common::local_state(),
+        cancel.clone(),
+    ));
     (addr, keys)
 }
 
@@ -80,7 +67,7 @@ fn plain_request() -> Vec<u8> {
 async fn answers_plain_ntp_on_ipv4_and_ipv6_with_kernel_timestamps() {
     let cancel = CancellationToken::new();
     for listen in ["127.0.0.1:0", "[::1]:0"] {
-        let (addr, _) = start(&server_config("", listen), &cancel).await;
+        let (addr, _) = start(&common::ntp_server_config(listen, ""), &cancel).await;
         let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let resp = exchange(addr, &plain_request()).await.expect("an answer");
         let (h, _) = NtpHeader::parse(&resp).unwrap();
@@ -101,7 +88,7 @@ async fn answers_plain_ntp_on_ipv4_and_ipv6_with_kernel_timestamps() {
 #[tokio::test]
 async fn answers_nts_with_cookies_and_nak_for_unknown_keys() {
     let cancel = CancellationToken::new();
-    let (addr, keys) = start(&server_config("", "127.0.0.1:0"), &cancel).await;
+    let (addr, keys) = start(&common::ntp_server_config("127.0.0.1:0", ""), &cancel).await;
     let mut rng = StdRng::seed_from_u64(2);
     let alg = AeadAlgorithm::AesSivCmac256;
     let nts_keys = NtsKeys {
@@ -131,7 +118,8 @@ async fn answers_nts_with_cookies_and_nak_for_unknown_keys() {
     bad[len - 1] ^= 1;
     assert_eq!(exchange(addr, &bad).await, None);
     // After the server's keys are replaced, the same cookie gets NTSN.
-    *keys.write().unwrap() = KeySet::generate(KeySetConfig::default(), now_unix(), &mut rng);
+    *keys.write().unwrap() =
+        KeySet::generate(KeySetConfig::default(), common::now_secs(), &mut rng);
     let resp = exchange(addr, &buf[..len]).await.expect("an NTSN");
     assert!(matches!(
         verify_response(&resp, &uid, &nts_keys),
@@ -144,9 +132,9 @@ async fn answers_nts_with_cookies_and_nak_for_unknown_keys() {
 async fn deny_lists_and_require_nts() {
     let cancel = CancellationToken::new();
     let (addr, _) = start(
-        &server_config(
-            "denylist = { filter = [\"127.0.0.0/8\"], action = \"deny\" }",
+        &common::ntp_server_config(
             "127.0.0.1:0",
+            "denylist = { filter = [\"127.0.0.0/8\"], action = \"deny\" }",
         ),
         &cancel,
     )
@@ -158,9 +146,9 @@ async fn deny_lists_and_require_nts() {
     );
 
     let (addr, _) = start(
-        &server_config(
-            "denylist = { filter = [\"127.0.0.0/8\"], action = \"ignore\" }",
+        &common::ntp_server_config(
             "127.0.0.1:0",
+            "denylist = { filter = [\"127.0.0.0/8\"], action = \"ignore\" }",
         ),
         &cancel,
     )
@@ -168,16 +156,20 @@ async fn deny_lists_and_require_nts() {
     assert_eq!(exchange(addr, &plain_request()).await, None);
 
     let (addr, _) = start(
-        &server_config(
-            "allowlist = { filter = [\"192.0.2.0/24\"], action = \"ignore\" }",
+        &common::ntp_server_config(
             "127.0.0.1:0",
+            "allowlist = { filter = [\"192.0.2.0/24\"], action = \"ignore\" }",
         ),
         &cancel,
     )
     .await;
     assert_eq!(exchange(addr, &plain_request()).await, None);
 
-    let (addr, _) = start(&server_config("require-nts = true", "127.0.0.1:0"), &cancel).await;
+    let (addr, _) = start(
+        &common::ntp_server_config("127.0.0.1:0", "require-nts = true"),
+        &cancel,
+    )
+    .await;
     assert_eq!(exchange(addr, &plain_request()).await, None);
     cancel.cancel();
 }
@@ -186,6 +178,6 @@ async fn deny_lists_and_require_nts() {
 async fn a_port_in_use_names_the_address() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = ntp::bind(&server_config("", &addr.to_string()), false).unwrap_err();
+    let err = ntp::bind(&common::ntp_server_config(&addr.to_string(), ""), false).unwrap_err();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

@@ -257,3 +257,19 @@ pub fn ntske_client(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
 pub fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").unwrap()
 }
+
+// ------------------------------------------------------------ NTP ----
+
+/// One `[[server]]` on `listen`, with `extra` keys, as the config loads it.
+pub fn ntp_server_config(listen: &str, extra: &str) -> sundial_daemon::config::ServerConfig {
+    let text = format!("[[server]]\nlisten = \"{listen}\"\n{extra}\n");
+    let mut cfg = sundial_daemon::config::parse(&text, Path::new("test.toml")).expect("config");
+    cfg.servers.remove(0)
+}
+
+/// A server synchronized to itself at stratum 1 (reference id TEST).
+pub fn local_state() -> sundial_daemon::server::ntp::StateFn {
+    use sundial_proto::ntp::packet::ReferenceId;
+    use sundial_proto::server::ServerState;
+    Arc::new(|now| ServerState::local(1, ReferenceId(*b"TEST"), now))
+}
