@@ -43,29 +43,12 @@ fi
 "$SUNDIAL" ca --hostname localhost --ip 127.0.0.1 --out "$OUT/ca" --force >/dev/null
 CA=$OUT/ca/ca.pem CHAIN=$OUT/ca/server-chain.pem KEY=$OUT/ca/server.key
 
-wait_tcp() { timeout 15 bash -c "until (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.2; done"; }
+. "$ROOT/benches/lib.sh"
 
 # start_NAME NTP_PORT KE_PORT: starts the server pinned, sets PID.
 start_sundial() {
     local dir=$OUT/sundial; mkdir -p "$dir"
-    cat > "$dir/ntp.toml" <<EOF
-[[server]]
-listen = "127.0.0.1:$1"
-
-[[nts-ke-server]]
-listen = "127.0.0.1:$2"
-certificate-chain-path = "$CHAIN"
-private-key-path = "$KEY"
-
-[keyset]
-key-storage-path = "$dir/ntskeys"
-
-[synchronization]
-local-stratum = 1
-
-[observability]
-log-level = "warn"
-EOF
+    write_ntp_toml "$dir/ntp.toml" "$1" "$2" "$CHAIN" "$KEY" "$dir"
     taskset -c "$SERVER_CORE" "$SUNDIAL" run --observe -c "$dir/ntp.toml" 2> "$dir/log" &
     PID=$!
 }
@@ -93,24 +76,7 @@ EOF
 
 start_ntpd-rs() {
     local dir=$OUT/ntpd-rs; mkdir -p "$dir"
-    cat > "$dir/ntp.toml" <<EOF
-[observability]
-log-level = "warn"
-
-[[server]]
-listen = "127.0.0.1:$1"
-
-[[nts-ke-server]]
-listen = "127.0.0.1:$2"
-certificate-chain-path = "$CHAIN"
-private-key-path = "$KEY"
-
-[keyset]
-key-storage-path = "$dir/ntskeys"
-
-[synchronization]
-local-stratum = 1
-EOF
+    write_ntp_toml "$dir/ntp.toml" "$1" "$2" "$CHAIN" "$KEY" "$dir"
     taskset -c "$SERVER_CORE" "$NTPD_RS" -c "$dir/ntp.toml" 2> "$dir/log" &
     PID=$!
 }

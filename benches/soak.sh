@@ -18,34 +18,18 @@ SECONDS_TOTAL=${SECONDS_TOTAL:-300}
 SAMPLE=${SAMPLE:-10}
 WARMUP=${WARMUP:-20}
 mkdir -p "$OUT"
+. "$ROOT/benches/lib.sh"
 
 if [ -z "${SUNDIAL:-}" ]; then
     (cd "$ROOT" && cargo build --release -q -p sundial)
     SUNDIAL=$ROOT/target/release/sundial
 fi
 "$SUNDIAL" ca --hostname localhost --ip 127.0.0.1 --out "$OUT/ca" --force >/dev/null
-cat > "$OUT/ntp.toml" <<EOF2
-[[server]]
-listen = "127.0.0.1:12399"
-
-[[nts-ke-server]]
-listen = "127.0.0.1:14699"
-certificate-chain-path = "$OUT/ca/server-chain.pem"
-private-key-path = "$OUT/ca/server.key"
-
-[keyset]
-key-storage-path = "$OUT/ntskeys"
-
-[synchronization]
-local-stratum = 1
-
-[observability]
-log-level = "warn"
-EOF2
+write_ntp_toml "$OUT/ntp.toml" 12399 14699 "$OUT/ca/server-chain.pem" "$OUT/ca/server.key" "$OUT"
 taskset -c "$SERVER_CORE" "$SUNDIAL" run --observe -c "$OUT/ntp.toml" 2> "$OUT/server.log" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
-timeout 15 bash -c "until (echo > /dev/tcp/127.0.0.1/14699) 2>/dev/null; do sleep 0.2; done"
+wait_tcp 14699
 
 timeout $((SECONDS_TOTAL + 120)) taskset -c "$GEN_CORE" "$SUNDIAL" bench nts \
     --server 127.0.0.1:12399 --ke 127.0.0.1:14699 --ca "$OUT/ca/ca.pem" \

@@ -1,0 +1,28 @@
+# Shared by compare.sh and soak.sh (sourced, not run).
+
+# wait_tcp PORT: until something listens on 127.0.0.1:PORT, at most 15 s.
+wait_tcp() { timeout 15 bash -c "until (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.2; done"; }
+
+# write_ntp_toml FILE NTP_PORT KE_PORT CHAIN KEY KEY_DIR: a stratum-1 NTS
+# server on loopback. The same file serves sundial and ntpd-rs: sundial
+# loads ntpd-rs's configuration unchanged.
+write_ntp_toml() {
+    cat > "$1" <<EOF
+[[server]]
+listen = "127.0.0.1:$2"
+
+[[nts-ke-server]]
+listen = "127.0.0.1:$3"
+certificate-chain-path = "$4"
+private-key-path = "$5"
+
+[keyset]
+key-storage-path = "$6/ntskeys"
+
+[synchronization]
+local-stratum = 1
+
+[observability]
+log-level = "warn"
+EOF
+}
