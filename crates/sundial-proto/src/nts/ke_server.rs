@@ -357,23 +357,24 @@ pub fn build_response(
     server: Option<&str>,
     port: Option<u16>,
 ) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::new();
-    Record::critical(RecordBody::NextProtocol(vec![negotiated.protocol])).encode(&mut out)?;
-    Record::critical(RecordBody::AeadAlgorithm(vec![negotiated.algorithm])).encode(&mut out)?;
-    if negotiated.echoes_compliant_gcm_siv() {
-        Record::new(false, RecordBody::CompliantGcmSivExport).encode(&mut out)?;
-    }
-    for cookie in cookies {
-        Record::new(false, RecordBody::NewCookie(cookie.clone())).encode(&mut out)?;
-    }
-    if let Some(server) = server {
-        Record::critical(RecordBody::Server(server.to_owned())).encode(&mut out)?;
-    }
-    if let Some(port) = port {
-        Record::critical(RecordBody::Port(port)).encode(&mut out)?;
-    }
-    Record::critical(RecordBody::EndOfMessage).encode(&mut out)?;
-    Ok(out)
+    // The cookies are already sealed: "sealing" copies the next one in.
+    let longest = cookies.iter().map(Vec::len).max().unwrap_or(0);
+    let mut next = cookies.iter();
+    let copy = |out: &mut [u8]| -> Result<usize, ()> {
+        let cookie = next.next().ok_or(())?;
+        out.get_mut(..cookie.len())
+            .ok_or(())?
+            .copy_from_slice(cookie);
+        Ok(cookie.len())
+    };
+    build_response_sealing(negotiated, longest, cookies.len(), server, port, copy).map_err(|e| {
+        match e {
+            SealingError::Encode(e) => e,
+            // Each record is as long as the longest cookie and the
+            // iterator yields exactly `cookies.len()` of them.
+            SealingError::Seal(()) | SealingError::Overrun(_) => EncodeError::BodyTooLong(longest),
+        }
+    })
 }
 
 /// Why [`build_response_sealing`] could not produce a response.
@@ -403,7 +404,7 @@ pub fn build_response_sealing<E>(
     mut seal: impl FnMut(&mut [u8]) -> Result<usize, E>,
 ) -> Result<Vec<u8>, SealingError<E>> {
     let body_len = u16::try_from(cookie_len).map_err(|_| EncodeError::BodyTooLong(cookie_len))?;
-    if cookie_len == 0 {
+    if cookie_len == 0 && count > 0 {
         return Err(EncodeError::EmptyCookie.into());
     }
     let mut head = vec![
