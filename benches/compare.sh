@@ -8,6 +8,9 @@
 # NTS load, the rx->tx gap at half of the server's NTS peak, and NTS-KE
 # handshakes per second (full TLS 1.3 handshakes, 8 cookies each) with the
 # server's CPU per handshake (chronyd's NTS-KE helper process included).
+# Last, unless CEILING=0, the same NTP sweep against `sundial bench
+# reflect` on the same core: a null server with sundial's batched socket
+# I/O and no protocol work, the most any UDP-socket server can answer there.
 # Prints one table; raw outputs stay in $OUT. Every step is bounded by
 # `timeout`; every process it starts is stopped on exit.
 #
@@ -25,6 +28,7 @@ FIXED_RATE=${FIXED_RATE:-10000}
 FIXED_SECONDS=${FIXED_SECONDS:-10}
 KE_CONNECTIONS=${KE_CONNECTIONS:-8}
 SERVERS=${SERVERS:-"sundial chrony ntpd-rs"}
+CEILING=${CEILING:-1}
 NTPD_RS=${NTPD_RS:-$(command -v ntp-daemon || echo /tmp/ntpd-rs/bin/ntp-daemon)}
 CHRONYD=${CHRONYD:-$(command -v chronyd || echo /usr/sbin/chronyd)}
 mkdir -p "$OUT"
@@ -126,6 +130,19 @@ for name in $SERVERS; do
     kill "$PID"; wait "$PID" 2>/dev/null || true
 done
 
+if [ "$CEILING" = 1 ]; then
+    port=$((port + 10))
+    echo "# ceiling: sundial bench reflect on 127.0.0.1:$port, pinned to core $SERVER_CORE" >&2
+    taskset -c "$SERVER_CORE" "$SUNDIAL" bench reflect --listen "127.0.0.1:$port" --duration 600 > "$OUT/reflect.log" &
+    PID=$!; PIDS+=("$PID"); sleep 0.5
+    bench ntp --server "127.0.0.1:$port" --server-pid "$PID" --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" | tee "$OUT/reflect-ntp-sweep.txt" >&2
+    bench ntp --server "127.0.0.1:$port" --server-pid "$PID" --rate "$FIXED_RATE" --duration "$FIXED_SECONDS" | tee "$OUT/reflect-ntp-fixed.txt" >&2
+    CEIL=$(field "$OUT/reflect-ntp-sweep.txt" max_lossless_offered)
+    CEIL_PEAK=$(field "$OUT/reflect-ntp-sweep.txt" peak_answered)
+    CEIL_CPU=$(grep -v '^#' "$OUT/reflect-ntp-sweep.txt" | awk '$4 + 0 < 1 && $9 != "-" {c = $9} END {print c}')
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+fi
+
 ratio() { # a b -> a/b with two decimals, or - when either is missing/zero
     awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
@@ -146,6 +163,14 @@ ratio() { # a b -> a/b with two decimals, or - when either is missing/zero
         [ -n "${NTS[$peer]:-}" ] && [ -n "${NTS[sundial]:-}" ] || continue
         echo "sundial / $peer: NTP <1% rate $(ratio "${NTP[sundial]}" "${NTP[$peer]}")x (peak $(ratio "${PEAK_NTP[sundial]}" "${PEAK_NTP[$peer]}")x), NTS <1% rate $(ratio "${NTS[sundial]}" "${NTS[$peer]}")x (peak $(ratio "${PEAK_NTS[sundial]}" "${PEAK_NTS[$peer]}")x), CPU per NTP response $(ratio "${CPU_NTP[sundial]}" "${CPU_NTP[$peer]}")x, CPU per NTS response $(ratio "${CPU_NTS[sundial]}" "${CPU_NTS[$peer]}")x, RSS $(ratio "${RSS[sundial]}" "${RSS[$peer]}")x, NTS-KE handshakes/s $(ratio "${KE[sundial]:-}" "${KE[$peer]:-}")x, CPU per handshake $(ratio "${KE_CPU[sundial]:-}" "${KE_CPU[$peer]:-}")x"
     done
+    if [ -n "${CEIL:-}" ]; then
+        echo
+        echo "ceiling (null server, same socket I/O, no protocol work, same core): NTP <1% ${CEIL}/s, peak ${CEIL_PEAK}/s, CPU ${CEIL_CPU} µs per answer at its highest loss-free step"
+        for peer in chrony ntpd-rs; do
+            [ -n "${NTS[$peer]:-}" ] || continue
+            echo "ceiling / $peer: NTP <1% rate $(ratio "$CEIL" "${NTP[$peer]}")x, over $peer's NTS <1% rate $(ratio "$CEIL" "${NTS[$peer]}")x"
+        done
+    fi
     echo
     echo "raw outputs: $OUT"
 } | tee "$OUT/table.md"

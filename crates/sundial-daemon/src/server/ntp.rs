@@ -11,7 +11,7 @@
 //! across an await.
 #![forbid(unsafe_code)]
 
-mod batch;
+pub mod batch;
 mod pacing;
 
 use std::cell::Cell;

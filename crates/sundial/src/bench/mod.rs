@@ -9,7 +9,9 @@
 //! `--server-pid` it also reads the server's CPU time and memory from
 //! /proc, so CPU per response comes from the same run. `--rate` offers one
 //! fixed rate instead of a sweep. The `ke` mode measures NTS-KE
-//! handshakes per second instead (see `ke.rs`).
+//! handshakes per second instead (see `ke.rs`); the `reflect` mode is not
+//! a generator but a null NTP server to sweep, the ceiling of the kernel's
+//! UDP path (see `reflect.rs`).
 //!
 //! It is a measuring tool, not a test: every run is bounded by the number
 //! of steps and their length.
@@ -18,6 +20,7 @@ mod ke;
 mod load;
 mod nts;
 mod proc;
+mod reflect;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,9 @@ pub enum Mode {
     Nts,
     /// Full NTS-KE handshakes (TCP + TLS 1.3 + 8 cookies), closed loop.
     Ke,
+    /// Not a load: a null NTP server on --listen (batched socket I/O, no
+    /// protocol work) for --duration seconds, the ceiling to sweep.
+    Reflect,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +47,9 @@ pub struct BenchArgs {
     /// What to send.
     #[arg(value_enum)]
     mode: Mode,
+    /// Where the reflect mode listens.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     /// The NTP server (UDP) to load (ntp and nts modes).
     #[arg(long, value_name = "ADDR")]
     server: Option<SocketAddr>,
@@ -81,7 +90,7 @@ pub struct BenchArgs {
     /// Concurrent clients in ke mode.
     #[arg(long, default_value_t = 8)]
     connections: usize,
-    /// Length of the fixed-rate run, or of the ke run.
+    /// Length of the fixed-rate run, of the ke run, or of the reflector.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     duration: f64,
     /// The server's process id: report its CPU time per response and its
@@ -99,6 +108,12 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         return Err("--step must be > 1, --start-rate >= 1, --step-seconds > 0".to_owned());
     }
     match args.mode {
+        Mode::Reflect => {
+            let listen = args
+                .listen
+                .ok_or_else(|| "reflect mode needs --listen ADDR".to_owned())?;
+            reflect::run(listen, args.duration)
+        }
         Mode::Ke => {
             let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
                 return Err("ke mode needs --ke ADDR and --ca FILE".to_owned());

@@ -57,6 +57,12 @@ fn timespec_to_ntp(ts: &TimeSpec) -> NtpTimestamp {
     NtpTimestamp::from_unix(ts.tv_sec(), u32::try_from(ts.tv_nsec()).unwrap_or(0))
 }
 
+impl Default for RxBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RxBatch {
     pub fn new() -> Self {
         Self {
@@ -147,6 +153,12 @@ impl std::fmt::Debug for TxBatch {
 pub struct Sent {
     pub sent: u64,
     pub failed: u64,
+}
+
+impl Default for TxBatch {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TxBatch {
