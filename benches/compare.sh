@@ -139,7 +139,7 @@ if [ "$CEILING" = 1 ]; then
     bench ntp --server "127.0.0.1:$port" --server-pid "$PID" --rate "$FIXED_RATE" --duration "$FIXED_SECONDS" | tee "$OUT/reflect-ntp-fixed.txt" >&2
     CEIL=$(field "$OUT/reflect-ntp-sweep.txt" max_lossless_offered)
     CEIL_PEAK=$(field "$OUT/reflect-ntp-sweep.txt" peak_answered)
-    CEIL_CPU=$(grep -v '^#' "$OUT/reflect-ntp-sweep.txt" | awk '$4 + 0 < 1 && $9 != "-" {c = $9} END {print c}')
+    CEIL_CPU=$(grep -v '^#' "$OUT/reflect-ntp-sweep.txt" | awk '$1 ~ /^[0-9]/ && $4 + 0 < 1 && $9 != "-" {c = $9} END {print c}')
     kill "$PID"; wait "$PID" 2>/dev/null || true
 fi
 
