@@ -45,7 +45,9 @@ pub fn run(listen: SocketAddr, seconds: f64) -> Result<(), String> {
     while Instant::now() < end {
         let n = match rx.receive(fd) {
             Ok(n) => n,
-            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            // The idle timeout, a signal, or an ICMP error from an earlier
+            // answer to a generator socket that has gone: none ends the run.
+            Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNREFUSED) => continue,
             Err(e) => return Err(format!("reflect: recvmmsg: {e}")),
         };
         let transmit = now();
