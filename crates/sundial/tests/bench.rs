@@ -6,33 +6,31 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{
-    TempDir, ca, free_tcp_port, free_udp_port, nts_server_config, start_sundial, wait_for_tcp,
+    TempDir, ca, free_tcp_port, free_udp_port, nts_server_config, output_within, start_sundial,
+    wait_for_tcp,
 };
 
-/// Runs `sundial bench ARGS`, killed after 60 s.
-fn bench(args: &[String]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sundial bench");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sundial bench {args:?} did not finish in 60 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("bench output")
+/// Runs `sundial bench ARGS` (killed after 60 s), which must succeed, and
+/// returns what it printed.
+fn bench(args: &[String]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sundial"));
+    cmd.arg("bench").args(args);
+    let out = output_within(
+        cmd,
+        Duration::from_secs(60),
+        &format!("sundial bench {args:?}"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// The value of `key=` on the RESULT line.
@@ -59,7 +57,7 @@ fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
     let ca = certs.ca.display().to_string();
 
     let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let out = bench(&args(&[
+    let stdout = bench(&args(&[
         "ke",
         "--ke",
         &ke.to_string(),
@@ -72,12 +70,6 @@ fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
         "--server-pid",
         &pid,
     ]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(field(&stdout, "failed"), "0", "{stdout}");
     assert_eq!(field(&stdout, "cookies_per_handshake"), "8.00", "{stdout}");
     assert!(field(&stdout, "handshakes").parse::<u64>().expect("count") > 0);
@@ -89,7 +81,7 @@ fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
         "{stdout}"
     );
 
-    let out = bench(&args(&[
+    let stdout = bench(&args(&[
         "nts",
         "--server",
         &format!("127.0.0.1:{ntp_port}"),
@@ -104,12 +96,6 @@ fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
         "--duration",
         "1",
     ]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(field(&stdout, "bad"), "0", "{stdout}");
     assert!(
         field(&stdout, "verified").parse::<u64>().expect("verified") > 0,

@@ -4,35 +4,21 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::TempDir;
+use common::{TempDir, output_within};
 
 #[test]
 fn demo_shows_nts_working_and_cleans_up() {
     // The demo's temporary directory goes under TMPDIR: a private one here,
     // so "nothing left behind" is checked without racing other tests.
     let tmp = TempDir::new("demo");
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["demo", "--seconds", "3"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sundial"));
+    cmd.args(["demo", "--seconds", "3"])
         .env("TMPDIR", tmp.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sundial demo");
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("sundial demo --seconds 3 still running after 15 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("demo output");
+        .env_remove("RUST_LOG");
+    let output = output_within(cmd, Duration::from_secs(15), "sundial demo --seconds 3");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let all = format!(
         "{stdout}\nstderr:\n{}",

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, TempDir, ca, chrony, free_tcp_port, free_udp_port, wait_for_tcp};
+use common::{
+    ChildGuard, TempDir, ca, chrony, free_tcp_port, free_udp_port, output_within, wait_for_tcp,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sundial_proto::nts::aead::AeadAlgorithm;
@@ -23,23 +25,13 @@ use sundial_proto::nts::ke_server::{Negotiated, build_response, error_response};
 /// long in these tests).
 fn query(args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .arg("query")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sundial query");
-    let deadline = started + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sundial query {args:?} did not finish in 20 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().expect("query output");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sundial"));
+    cmd.arg("query").args(args);
+    let output = output_within(
+        cmd,
+        Duration::from_secs(20),
+        &format!("sundial query {args:?}"),
+    );
     (output, started.elapsed())
 }
 

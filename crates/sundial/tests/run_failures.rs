@@ -1,9 +1,13 @@
 //! `sundial run` refuses to start, with an error naming the file or address
 //! at fault and a non-zero exit, instead of serving half-configured.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::output_within;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sundial-runfail-{name}-{}", std::process::id()));
@@ -15,22 +19,13 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Runs `sundial run -c FILE`, killing it if it does not exit within 10 s
 /// (which would mean it started when it should not have).
 fn run(config: &Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["run", "-c"])
-        .arg(config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("sundial run did not exit: it started with a broken setup");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sundial"));
+    cmd.args(["run", "-c"]).arg(config);
+    output_within(
+        cmd,
+        Duration::from_secs(10),
+        "sundial run (it started with a broken setup)",
+    )
 }
 
 fn assert_fails_naming(output: &Output, needle: &str) {

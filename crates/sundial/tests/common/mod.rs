@@ -14,7 +14,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -109,6 +109,28 @@ pub fn poll_until<T>(
         }
         thread::sleep(interval);
     }
+}
+
+/// Runs `cmd` to its end (stdin empty, stdout and stderr captured),
+/// killing it and failing the test if it is still running after `limit`:
+/// a hung command never hangs the test run.
+pub fn output_within(mut cmd: Command, limit: Duration, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let exited = poll_until(limit, Duration::from_millis(20), || {
+        child.try_wait().expect("wait").map(drop)
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+        panic!("{what} still running after {limit:?}");
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what} output: {e}"))
 }
 
 /// True once `addr` accepts a TCP connection, false after `timeout`.
