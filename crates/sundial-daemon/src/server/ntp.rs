@@ -246,7 +246,8 @@ fn bind_threads(
     })
 }
 
-fn now_ntp() -> NtpTimestamp {
+/// The system clock now, as an NTP timestamp.
+pub fn now_ntp() -> NtpTimestamp {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -14,11 +14,12 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use sundial_daemon::server::ntp::batch::{RxBatch, TxBatch};
+use sundial_daemon::server::ntp::now_ntp;
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 
 /// NTP header length: shorter datagrams are not answered.
@@ -50,7 +51,7 @@ pub fn run(listen: SocketAddr, seconds: f64) -> Result<(), String> {
             Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNREFUSED) => continue,
             Err(e) => return Err(format!("reflect: recvmmsg: {e}")),
         };
-        let transmit = now();
+        let transmit = now_ntp();
         for i in 0..n {
             let Some((meta, request)) = rx.get(i) else {
                 continue;
@@ -104,16 +105,6 @@ fn turn_around(request: &[u8], received: NtpTimestamp, transmit: NtpTimestamp, a
             field.copy_from_slice(&bytes);
         }
     }
-}
-
-fn now() -> NtpTimestamp {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    NtpTimestamp::from_unix(
-        i64::try_from(since.as_secs()).unwrap_or(0),
-        since.subsec_nanos(),
-    )
 }
 
 #[cfg(test)]
