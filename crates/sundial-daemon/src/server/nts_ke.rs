@@ -30,7 +30,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sundial_proto::nts::aead::AeadAlgorithm;
 use sundial_proto::nts::cookie::cookie_len;
@@ -51,12 +51,8 @@ use tracing::Instrument;
 use super::cert_watch::CertWatch;
 use crate::config::NtsKeServerConfig;
 use crate::keystore::SharedKeySet;
+use crate::small_server::{ACCEPT_BACKOFF, AcceptWarnings};
 use crate::tls::{self, CertificateInfo, NTSKE_ALPN, ReloadableCert, TlsError};
-
-/// How long to wait after an accept error such as EMFILE before trying
-/// again: long enough not to spin on a full descriptor table, short enough
-/// that service resumes soon after descriptors are freed.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Bytes per TLS read. `KeServer` accumulates reads of any size and caps
 /// the request; a typical request is a few dozen bytes.
@@ -284,9 +280,8 @@ impl KeListener {
         });
         let mut tasks = JoinSet::new();
         tokio::spawn(self.cert_watch.run(cancel.clone()));
-        // Only the first failure of a run of accept errors is a warning, so
-        // a full descriptor table does not log ten lines a second.
-        let mut accept_failing = false;
+        // A full descriptor table would otherwise log ten lines a second.
+        let mut warnings = AcceptWarnings::default();
         tracing::info!(addr = %self.local_addr, "NTS-KE server listening");
 
         loop {
@@ -304,10 +299,7 @@ impl KeListener {
                 accepted = self.listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
-                Ok(accepted) => {
-                    accept_failing = false;
-                    accepted
-                }
+                Ok(accepted) => accepted,
                 Err(e) if is_per_connection(&e) => {
                     // The peer gave up before we got to it: nothing to fix.
                     bump(&self.stats.accept_errors);
@@ -320,12 +312,11 @@ impl KeListener {
                     // retrying at once would spin a core. Wait; connections
                     // in flight end within the timeout and free descriptors.
                     bump(&self.stats.accept_errors);
-                    if accept_failing {
-                        tracing::debug!(error = %e, "NTS-KE accept failed again");
-                    } else {
+                    if warnings.should_warn(Instant::now()) {
                         tracing::warn!(addr = %self.local_addr, error = %e, "NTS-KE accept failed; backing off");
+                    } else {
+                        tracing::debug!(error = %e, "NTS-KE accept failed again");
                     }
-                    accept_failing = true;
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
