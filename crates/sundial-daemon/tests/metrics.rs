@@ -395,6 +395,9 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             root_dispersion: 0.001,
             leap: Leap::None,
             offset: -0.00025,
+            estimated_offset: 0.0,
+            pending_slew: 0.0,
+            uncertainty: 1e-5,
             frequency_ppm: 12.5,
             sources: vec![
                 source(0, SourceState::Selected, -0.00025),

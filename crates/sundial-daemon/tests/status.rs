@@ -189,6 +189,9 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             root_dispersion: 0.0,
             leap: Leap::Unsynchronized,
             offset: 0.0,
+            estimated_offset: 0.0,
+            pending_slew: 0.0,
+            uncertainty: 1e-5,
             frequency_ppm: -3.25,
             sources: vec![SourceStatus {
                 id: sundial_sync::SourceId(0),

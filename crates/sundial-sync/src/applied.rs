@@ -57,6 +57,14 @@ impl AppliedCorrections {
         self.total
     }
 
+    /// The total correction at `t` with the pending slew counted in full:
+    /// how far an observe-only daemon's virtual clock is from the real one
+    /// (virtual minus real, seconds) once it has taken every correction
+    /// issued so far.
+    pub fn issued(&mut self, t: f64) -> f64 {
+        self.at(t) + self.pending_slew
+    }
+
     /// Takes `action`, issued at `t`, into account.
     pub fn apply(&mut self, action: &ClockAction, t: f64) {
         let _ = self.at(t);

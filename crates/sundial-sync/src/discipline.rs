@@ -122,6 +122,28 @@ impl Discipline {
         self.last_offset
     }
 
+    /// The model's estimate at `now` of the offset left once every issued
+    /// correction has taken effect, and its standard error; without a fit
+    /// yet, the last combined offset with `fallback` as its error.
+    pub(crate) fn estimate(&self, now: f64, fallback: f64) -> (f64, f64) {
+        if !self.has_started() {
+            return (self.last_offset, f64::INFINITY);
+        }
+        match self.line {
+            Some(line) if now.is_finite() => (line.at(now), line.error_at(now)),
+            _ => (0.0, fallback),
+        }
+    }
+
+    /// What the kernel has not yet slewed of the last correction at `now`.
+    pub(crate) fn pending_slew(&self, now: f64) -> f64 {
+        if now.is_finite() {
+            self.slew.remaining(now)
+        } else {
+            0.0
+        }
+    }
+
     pub(crate) fn is_panicked(&self) -> bool {
         self.phase == Phase::Panicked
     }

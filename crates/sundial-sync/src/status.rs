@@ -26,6 +26,22 @@ pub struct SyncStatus {
     pub leap: Leap,
     /// The last combined offset (before it was corrected), seconds.
     pub offset: f64,
+    /// The clock model's estimate of true time minus our clock once every
+    /// correction issued so far has taken effect (the pending slew
+    /// included), seconds: what an observe-only daemon's virtual clock is
+    /// off by. Near zero right after an update, since each update corrects
+    /// what it estimates.
+    pub estimated_offset: f64,
+    /// The part of the last slew the kernel has not yet applied, seconds
+    /// (assuming it slews at 500 ppm). On a steered clock, true time minus
+    /// the clock is `estimated_offset + pending_slew`: what is still left
+    /// to correct.
+    pub pending_slew: f64,
+    /// One standard error of `estimated_offset`, seconds: the true error
+    /// lies within twice this about 95 % of the time on a path whose delays
+    /// are symmetric on average (no client can see a constant asymmetry).
+    /// Infinite until the clock has been steered.
+    pub uncertainty: f64,
     /// The frequency correction in force, ppm.
     pub frequency_ppm: f64,
     pub sources: Vec<SourceStatus>,

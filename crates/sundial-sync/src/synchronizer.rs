@@ -227,6 +227,12 @@ impl Synchronizer {
             })
             .collect();
         let synchronized = self.reason.is_none() && self.discipline.has_started();
+        // Before a fit exists the combined sample is all there is: it can
+        // be off by its jitter and half the round trip.
+        let fallback = self
+            .combined
+            .map_or(f64::INFINITY, |(c, _)| c.jitter + c.root_delay / 2.0);
+        let (estimated_offset, uncertainty) = self.discipline.estimate(self.now, fallback);
         let mut status = SyncStatus {
             synchronized,
             reason: self.reason,
@@ -236,6 +242,9 @@ impl Synchronizer {
             root_dispersion: 0.0,
             leap: Leap::Unsynchronized,
             offset: self.discipline.last_offset(),
+            estimated_offset,
+            pending_slew: self.discipline.pending_slew(self.now),
+            uncertainty,
             frequency_ppm: self.discipline.frequency_ppm(),
             sources,
         };
