@@ -138,6 +138,11 @@ pub struct Observed {
     pub sync: SyncStatus,
     pub servers: HashMap<SourceId, SocketAddr>,
     pub strata: HashMap<SourceId, u8>,
+    /// With a clock that does not apply changes (observe-only), and only
+    /// then: the virtual clock minus the real one, seconds, after the
+    /// latest event (every correction issued so far, the pending slew in
+    /// full). `None` says the clock is steered for real.
+    pub virtual_correction: Option<f64>,
 }
 
 /// The discipline loop and what it needs.
@@ -195,6 +200,7 @@ impl Discipline {
             sync: sync.status(),
             servers: HashMap::new(),
             strata: HashMap::new(),
+            virtual_correction: unapplied.map(|_| 0.0),
         });
         Self {
             sync,
@@ -336,7 +342,11 @@ impl Discipline {
             poll.send_if_modified(|p| std::mem::replace(p, want) != want);
         }
         self.publish(&status);
-        self.observed.send_modify(|o| o.sync = status.clone());
+        let virtual_correction = self.virtual_correction();
+        self.observed.send_modify(|o| {
+            o.sync = status.clone();
+            o.virtual_correction = virtual_correction;
+        });
         if status.synchronized != self.synchronized {
             self.synchronized = status.synchronized;
             if status.synchronized {
@@ -349,6 +359,17 @@ impl Discipline {
                 tracing::warn!(reason = ?status.reason, "lost synchronization");
             }
         }
+    }
+
+    /// Observe-only: the virtual clock minus the real one now. Read from a
+    /// copy, because `AppliedCorrections::at` must never go back in time:
+    /// a measurement queued while this event was handled carries an
+    /// earlier timestamp than `now`, and had the shared state advanced to
+    /// `now`, that measurement would be netted of the corrections at `now`
+    /// instead of at its own time.
+    fn virtual_correction(&self) -> Option<f64> {
+        let mut copy = self.unapplied?;
+        Some(copy.issued(self.origin.elapsed().as_secs_f64()))
     }
 
     fn publish(&self, status: &SyncStatus) {
@@ -407,6 +428,60 @@ mod tests {
         let v6 = reference_id("[2001:db8::1]:123".parse().unwrap());
         assert_ne!(v6, [0; 4]);
         assert_eq!(v6, reference_id("[2001:db8::1]:4460".parse().unwrap()));
+    }
+
+    fn measurement(time: f64, offset: f64) -> sundial_sync::Measurement {
+        sundial_sync::Measurement {
+            time,
+            offset,
+            delay: 0.001,
+            stratum: 1,
+            leap: Leap::None,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            reference_id: *b"GPS\0",
+            precision: -20,
+        }
+    }
+
+    #[test]
+    fn observe_only_publishes_the_virtual_correction() {
+        let source = SourceHandle {
+            id: SourceId(0),
+            name: "test".to_owned(),
+            mode: crate::config::SourceMode::Server,
+            poll: tokio::sync::watch::Sender::new(4),
+            limits: crate::config::PollIntervalLimits::default(),
+            stats: Arc::default(),
+        };
+        let settings = SyncSettings {
+            minimum_agreeing_sources: 1,
+            ..SyncSettings::default()
+        };
+        let mut discipline = Discipline::new(
+            settings,
+            Arc::new(crate::clock::observe::ObserveClock::new()),
+            SharedState::new(ServerState::UNSYNCHRONIZED),
+            &[source],
+            0.0,
+            Instant::now(),
+        );
+        let observed = discipline.observe();
+        assert_eq!(observed.borrow().virtual_correction, Some(0.0));
+        // The source is 10 ms ahead of the real clock, which never moves:
+        // the discipline corrects its virtual clock instead.
+        for i in 0..16 {
+            let event = SourceEvent::Measurement(SourceId(0), measurement(f64::from(i), 0.01));
+            assert!(discipline.handle(event).is_ok());
+        }
+        let o = observed.borrow().clone();
+        assert!(o.sync.synchronized, "{:?}", o.sync);
+        // Every correction issued, the pending slew in full: the 10 ms.
+        let correction = o.virtual_correction.unwrap_or_default();
+        assert!((correction - 0.01).abs() < 1e-4, "{correction}");
+        // ... which leaves the virtual clock (nearly) right, with a bound.
+        assert!(o.sync.estimated_offset.abs() < 1e-4, "{:?}", o.sync);
+        assert!(o.sync.uncertainty.is_finite(), "{:?}", o.sync);
     }
 
     #[test]

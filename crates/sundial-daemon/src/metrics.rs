@@ -205,6 +205,31 @@ fn encode_system(registry: &mut Registry, status: &Status) {
         None,
         system.frequency_ppm,
     );
+    // Absent rather than NaN or +Inf while there is no estimate (never
+    // steered, no sources) or no virtual clock: a number that is not one
+    // breaks every alert and graph built on the series.
+    let optional = [
+        (
+            "sundial_system_clock_error",
+            "Estimated error of the clock, clock minus true time (positive: fast); observe-only, of the virtual clock",
+            status.clock_error_seconds,
+        ),
+        (
+            "sundial_system_clock_uncertainty",
+            "One standard error of the clock error estimate",
+            status.clock_uncertainty_seconds,
+        ),
+        (
+            "sundial_system_virtual_correction",
+            "Observe-only: the virtual clock minus the real one (every correction issued, none applied)",
+            status.virtual_correction_seconds,
+        ),
+    ];
+    for (name, help, value) in optional {
+        if let Some(value) = value.filter(|v| v.is_finite()) {
+            gauge(registry, name, help, Some(Unit::Seconds), value);
+        }
+    }
 }
 
 /// Which number of a source's snapshot a gauge shows.
@@ -655,6 +680,27 @@ mod tests {
     fn an_empty_snapshot_still_ends_in_eof() {
         let text = encode(&Snapshot::default()).unwrap_or_default();
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_clock_error_without_a_value_is_left_out() {
+        let mut snapshot = Snapshot {
+            clock_error_seconds: Some(-1.5e-5),
+            clock_uncertainty_seconds: Some(f64::INFINITY),
+            ..Snapshot::default()
+        };
+        let text = encode(&snapshot).unwrap_or_default();
+        let error = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sundial_system_clock_error_seconds "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(error, Some(-1.5e-5), "{text}");
+        assert!(!text.contains("clock_uncertainty"), "{text}");
+        assert!(!text.contains("virtual_correction"), "{text}");
+        snapshot.clock_error_seconds = Some(f64::NAN);
+        let text = encode(&snapshot).unwrap_or_default();
+        assert!(!text.contains("clock_error"), "{text}");
+        assert!(!text.contains("NaN") && !text.contains("Inf"), "{text}");
     }
 
     #[test]

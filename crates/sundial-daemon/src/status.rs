@@ -45,6 +45,24 @@ pub struct Status {
     /// `--observe` or `[clock] observe-only`: the clock is never changed.
     pub observe_only: bool,
     pub system: SystemStatus,
+    /// The clock's estimated error, clock minus true time, seconds:
+    /// positive when it is fast (chrony's "fast of NTP time"). Observe-only,
+    /// the error of the virtual clock the discipline steers (the real one
+    /// is off by this minus `virtual_correction_seconds`); otherwise what
+    /// is still left to correct, the slew in progress included. As of the
+    /// discipline's last update. `None` (null) until the clock has been
+    /// steered, and without sources.
+    #[serde(default)]
+    pub clock_error_seconds: Option<f64>,
+    /// One standard error of `clock_error_seconds`, seconds; `None` (null)
+    /// exactly when that is.
+    #[serde(default)]
+    pub clock_uncertainty_seconds: Option<f64>,
+    /// Observe-only: the virtual clock minus the real one, seconds, i.e.
+    /// every correction issued so far, the pending slew in full, none of
+    /// them applied. `None` (null) when the clock is steered for real.
+    #[serde(default)]
+    pub virtual_correction_seconds: Option<f64>,
     pub sources: Vec<SourceSnapshot>,
     pub ntp_servers: Vec<NtpServerSnapshot>,
     pub nts_ke_servers: Vec<KeServerSnapshot>,
@@ -419,6 +437,24 @@ fn system_from_sync(sync: &SyncStatus) -> SystemStatus {
     }
 }
 
+/// The clock's estimated error (clock minus true time) and its standard
+/// error, from the discipline's last update; `None` while the model has no
+/// honest bound (an infinite uncertainty: the clock was never steered).
+fn clock_error(observed: &Observed) -> Option<(f64, f64)> {
+    let sync = &observed.sync;
+    // The synchronizer reports true time minus the clock once every issued
+    // correction has acted. The virtual clock of an observe-only daemon
+    // has taken them all at once; a steered clock has yet to slew the
+    // pending part, so that part is still error.
+    let left = match observed.virtual_correction {
+        Some(_) => sync.estimated_offset,
+        None => sync.estimated_offset + sync.pending_slew,
+    };
+    let error = -left;
+    (error.is_finite() && sync.uncertainty.is_finite() && sync.uncertainty >= 0.0)
+        .then_some((error, sync.uncertainty))
+}
+
 /// The local clock of a server without sources (`local-stratum`,
 /// `reference-id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,11 +561,18 @@ impl Handles {
             (None, Some(local)) => local.system(),
             (None, None) => SystemStatus::default(),
         };
+        let error = observed.as_ref().and_then(clock_error);
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             observe_only: self.observe_only,
             system,
+            clock_error_seconds: error.map(|(e, _)| e),
+            clock_uncertainty_seconds: error.map(|(_, u)| u),
+            virtual_correction_seconds: observed
+                .as_ref()
+                .and_then(|o| o.virtual_correction)
+                .filter(|c| c.is_finite()),
             sources: self
                 .sources
                 .iter()
@@ -733,6 +776,71 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(seconds_between(t, t + Duration::from_secs(90)), 90);
         assert_eq!(seconds_between(t, t - Duration::from_secs(90)), -90);
+    }
+
+    fn observed(estimated: f64, pending: f64, uncertainty: f64, observe: bool) -> Observed {
+        let mut sync =
+            sundial_sync::Synchronizer::new(sundial_sync::SyncSettings::default()).status();
+        sync.estimated_offset = estimated;
+        sync.pending_slew = pending;
+        sync.uncertainty = uncertainty;
+        Observed {
+            sync,
+            servers: std::collections::HashMap::new(),
+            strata: std::collections::HashMap::new(),
+            virtual_correction: observe.then_some(0.25),
+        }
+    }
+
+    #[test]
+    fn the_clock_error_is_clock_minus_true_time() {
+        // Steered: true time is 30 µs ahead of where the issued corrections
+        // take the clock, and 20 µs of slew are still to come, so the clock
+        // is 50 µs slow now.
+        let (error, sigma) = clock_error(&observed(3e-5, 2e-5, 4e-6, false)).unwrap_or_default();
+        assert!((error + 5e-5).abs() < 1e-15, "{error}");
+        assert_eq!(sigma, 4e-6);
+        // Observe-only: the virtual clock has taken the slew in full.
+        let (error, _) = clock_error(&observed(3e-5, 2e-5, 4e-6, true)).unwrap_or_default();
+        assert!((error + 3e-5).abs() < 1e-15, "{error}");
+        // No honest bound before the clock was steered: no number at all.
+        assert_eq!(
+            clock_error(&observed(3e-5, 0.0, f64::INFINITY, false)),
+            None
+        );
+        assert_eq!(clock_error(&observed(f64::NAN, 0.0, 1e-6, true)), None);
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_clock_error_at_the_top() {
+        let (_tx, rx) = watch::channel(observed(-2e-5, 0.0, 1e-6, true));
+        let status = Handles {
+            discipline: Some(rx),
+            ..Handles::default()
+        }
+        .snapshot(SystemTime::now());
+        assert_eq!(status.clock_error_seconds, Some(2e-5));
+        assert_eq!(status.clock_uncertainty_seconds, Some(1e-6));
+        assert_eq!(status.virtual_correction_seconds, Some(0.25));
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(json["clock_error_seconds"], 2e-5);
+        assert_eq!(json["virtual_correction_seconds"], 0.25);
+
+        // A fresh daemon: nulls, not NaN or infinity (which JSON lacks).
+        let (_tx, rx) = watch::channel(observed(0.0, 0.0, f64::INFINITY, false));
+        let status = Handles {
+            discipline: Some(rx),
+            ..Handles::default()
+        }
+        .snapshot(SystemTime::now());
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        for field in [
+            "clock_error_seconds",
+            "clock_uncertainty_seconds",
+            "virtual_correction_seconds",
+        ] {
+            assert_eq!(json.get(field), Some(&serde_json::Value::Null), "{field}");
+        }
     }
 
     #[test]

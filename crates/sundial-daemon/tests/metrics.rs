@@ -395,8 +395,8 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             root_dispersion: 0.001,
             leap: Leap::None,
             offset: -0.00025,
-            estimated_offset: 0.0,
-            pending_slew: 0.0,
+            estimated_offset: 2e-5,
+            pending_slew: -5e-5,
             uncertainty: 1e-5,
             frequency_ppm: 12.5,
             sources: vec![
@@ -409,6 +409,7 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             (SourceId(1), "192.0.2.9:123".parse().unwrap()),
         ]),
         strata: HashMap::from([(SourceId(0), 1), (SourceId(1), 3)]),
+        virtual_correction: None,
     };
     (infos, tokio::sync::watch::Sender::new(observed))
 }
@@ -467,6 +468,18 @@ async fn sources_and_the_system_have_ntpd_rs_names() {
     assert_eq!(value("sundial_system_synchronized".to_owned()), 1.0);
     assert_eq!(value("sundial_system_offset_seconds".to_owned()), -0.00025);
     assert_eq!(value("sundial_system_frequency_ppm".to_owned()), 12.5);
+    // A steered clock: 20 µs still to gain once the -50 µs slew is done,
+    // so 30 µs fast now.
+    let error = value("sundial_system_clock_error_seconds".to_owned());
+    assert!((error - 3e-5).abs() < 1e-12, "{error}");
+    assert_eq!(
+        value("sundial_system_clock_uncertainty_seconds".to_owned()),
+        1e-5
+    );
+    assert!(
+        !body.contains("sundial_system_virtual_correction"),
+        "only an observe-only daemon has a virtual clock:\n{body}"
+    );
     for family in [
         "ntp_source_offset_seconds",
         "ntp_system_stratum",
@@ -489,5 +502,21 @@ async fn sources_and_the_system_have_ntpd_rs_names() {
         ),
         "1.0"
     );
+
+    // Observe-only: the error is the virtual clock's, which has taken the
+    // pending slew in full, and the virtual correction is shown.
+    observed.send_modify(|o| o.virtual_correction = Some(-0.125));
+    let (_, body) = get(running.addr, "/metrics").await;
+    let value = |series: &str| -> f64 { sample(&body, series).parse().unwrap() };
+    assert_eq!(value("sundial_system_clock_error_seconds"), -2e-5);
+    assert_eq!(value("sundial_system_virtual_correction_seconds"), -0.125);
+
+    // Before the clock was ever steered there is no bound: no series
+    // rather than NaN or +Inf.
+    observed.send_modify(|o| o.sync.uncertainty = f64::INFINITY);
+    let (_, body) = get(running.addr, "/metrics").await;
+    assert!(!body.contains("sundial_system_clock_error"), "{body}");
+    assert!(!body.contains("sundial_system_clock_uncertainty"), "{body}");
+    assert!(!body.contains("NaN") && !body.contains("Inf"), "{body}");
     running.stop().await;
 }

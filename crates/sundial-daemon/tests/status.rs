@@ -90,6 +90,10 @@ async fn each_connection_gets_one_fresh_snapshot() {
     let status = read(&path).await;
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(status.system.clock, ClockKind::Local);
+    // A local clock has nobody to measure it against.
+    assert_eq!(status.clock_error_seconds, None);
+    assert_eq!(status.clock_uncertainty_seconds, None);
+    assert_eq!(status.virtual_correction_seconds, None);
     assert!(status.system.synchronized);
     assert_eq!(status.system.reference_id, "GPS");
     assert_eq!(status.system.leap, LeapStatus::None);
@@ -189,8 +193,8 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             root_dispersion: 0.0,
             leap: Leap::Unsynchronized,
             offset: 0.0,
-            estimated_offset: 0.0,
-            pending_slew: 0.0,
+            estimated_offset: -4e-6,
+            pending_slew: 1e-3,
             uncertainty: 1e-5,
             frequency_ppm: -3.25,
             sources: vec![SourceStatus {
@@ -205,6 +209,7 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
         },
         servers: HashMap::from([(SourceId(0), "192.0.2.1:123".parse().unwrap())]),
         strata: HashMap::from([(SourceId(0), 2)]),
+        virtual_correction: Some(0.003),
     });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -234,6 +239,11 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
     );
     assert_eq!(status.system.reference_id, "INIT");
     assert_eq!(status.system.frequency_ppm, -3.25);
+    // Observe-only: the virtual clock's error ignores the pending slew,
+    // which it has already taken.
+    assert_eq!(status.clock_error_seconds, Some(4e-6));
+    assert_eq!(status.clock_uncertainty_seconds, Some(1e-5));
+    assert_eq!(status.virtual_correction_seconds, Some(0.003));
 
     let (a, b) = (&status.sources[0], &status.sources[1]);
     assert_eq!(a.state, SourceState::Candidate);

@@ -141,6 +141,49 @@ fn span(secs: u64) -> String {
     }
 }
 
+/// `12.3µs fast` or `4.0ms slow`: an error (clock minus true time) the
+/// way chronyc's tracking says it, so the sign needs no convention.
+fn fast_or_slow(error: f64) -> String {
+    let way = if error < 0.0 { "slow" } else { "fast" };
+    format!("{} {way}", seconds(error.abs(), false))
+}
+
+/// chronyc's "System time": how far the clock is from true time, with its
+/// standard error. Observe-only, that is the virtual clock the discipline
+/// steers; the real one is off by that minus the corrections never applied.
+fn clock_error(status: &Status, out: &mut impl Write) -> io::Result<()> {
+    let which = if status.observe_only {
+        "virtual clock"
+    } else {
+        "clock"
+    };
+    match (status.clock_error_seconds, status.clock_uncertainty_seconds) {
+        (Some(error), Some(sigma)) => writeln!(
+            out,
+            "  {which}: {} of true time (± {}, one standard error)",
+            fast_or_slow(error),
+            seconds(sigma, false),
+        )?,
+        _ => writeln!(out, "  {which}: error unknown until the first correction")?,
+    }
+    if let Some(correction) = status.virtual_correction_seconds {
+        write!(
+            out,
+            "  virtual correction: {} (virtual minus real clock, not applied)",
+            seconds(correction, true)
+        )?;
+        if let Some(error) = status.clock_error_seconds {
+            write!(
+                out,
+                "; the real clock is {} of true time",
+                fast_or_slow(error - correction)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 /// The tables. `now` (Unix seconds) is for "ago" and "in".
 fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
     // Uptime is a float only for the metric; whole seconds read better.
@@ -180,6 +223,7 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
             seconds(sys.root_delay_seconds, false),
             seconds(sys.root_dispersion_seconds, false),
         )?;
+        clock_error(status, out)?;
     }
 
     if !status.sources.is_empty() {
@@ -329,6 +373,9 @@ mod tests {
                 root_delay_seconds: 2.5e-4,
                 ..SystemStatus::default()
             },
+            clock_error_seconds: Some(2.3e-5),
+            clock_uncertainty_seconds: Some(4.1e-5),
+            virtual_correction_seconds: Some(-1.5e-3),
             sources: vec![SourceSnapshot {
                 id: 0,
                 name: "nts localhost:4460".to_owned(),
@@ -398,6 +445,20 @@ mod tests {
             text.contains("Synchronized: yes (from sources), stratum 2"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "\n  virtual clock: 23.0µs fast of true time (± 41.0µs, one standard error)\n"
+            ),
+            "{text}"
+        );
+        // 23 µs fast after a -1.5 ms correction that was never applied: the
+        // real clock is 1.523 ms fast.
+        assert!(
+            text.contains(
+                "\n  virtual correction: -1.5ms (virtual minus real clock, not applied); the real clock is 1.5ms fast of true time\n"
+            ),
+            "{text}"
+        );
         let line = text
             .lines()
             .find(|l| l.starts_with("* nts localhost:4460"))
@@ -419,6 +480,34 @@ mod tests {
         assert!(text.contains("CN=localhost, expires in 30 days"), "{text}");
         assert!(
             text.contains("current id 7, 9 keys, next rotation in 1h 00m"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_steered_clock_shows_what_is_left_to_correct() {
+        let mut status = Status {
+            observe_only: false,
+            virtual_correction_seconds: None,
+            clock_error_seconds: Some(-4e-3),
+            ..example()
+        };
+        let mut out = Vec::new();
+        render(&status, 1_000_000, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("\n  clock: 4.0ms slow of true time (± 41.0µs"),
+            "{text}"
+        );
+        assert!(!text.contains("virtual"), "{text}");
+
+        status.clock_error_seconds = None;
+        status.clock_uncertainty_seconds = None;
+        let mut out = Vec::new();
+        render(&status, 1_000_000, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("\n  clock: error unknown until the first correction\n"),
             "{text}"
         );
     }

@@ -85,6 +85,10 @@ fn a_pure_server_reports_its_listener() {
     assert_eq!(status.system.reference_id, "LOCL");
     assert!(status.sources.is_empty() && status.keyset.is_none());
     assert!(!status.observe_only);
+    // A local clock has no estimated error, and no virtual clock.
+    assert_eq!(status.clock_error_seconds, None);
+    assert_eq!(status.clock_uncertainty_seconds, None);
+    assert_eq!(status.virtual_correction_seconds, None);
     // ntpd-rs's default mode: anyone on the machine may read the status.
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o666, "socket mode {mode:o}");
@@ -158,12 +162,25 @@ fn an_nts_source_shows_selected_with_a_full_cookie_jar() {
     );
     let _client = start(&dir, "client", &client_config, true);
 
+    // The clock error follows the first correction, which synchronization
+    // needs too; waiting for both keeps the test as fast as before.
     let status = status_until(&client_socket, "a selected source with 8 cookies", |s| {
         s.sources
             .first()
             .is_some_and(|src| src.state == SourceState::Selected && src.nts_cookies == Some(8))
+            && s.clock_error_seconds.is_some()
     });
     assert!(status.observe_only);
+    // The server reads the same system clock, so the real clock is right
+    // and the virtual one, which took every correction, is near it. The
+    // bound is loose because a busy machine delays loopback packets by
+    // milliseconds, unevenly.
+    let error = status.clock_error_seconds.unwrap();
+    let sigma = status.clock_uncertainty_seconds.unwrap();
+    let correction = status.virtual_correction_seconds.unwrap();
+    assert!(error.abs() < 0.05, "{status:#?}");
+    assert!(sigma > 0.0 && sigma < 0.05, "{status:#?}");
+    assert!(correction.abs() < 0.05, "{status:#?}");
     let source = &status.sources[0];
     assert_eq!(source.mode, "nts");
     assert_eq!(
@@ -190,6 +207,16 @@ fn an_nts_source_shows_selected_with_a_full_cookie_jar() {
     assert!(
         text.lines()
             .any(|l| l.starts_with(&format!("* nts localhost:{ke_port}"))),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  virtual clock: ") && l.contains(" of true time (± ")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  virtual correction: ")),
         "{text}"
     );
 
