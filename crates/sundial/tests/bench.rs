@@ -5,13 +5,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Command;
-use std::time::Duration;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{
-    TempDir, ca, free_tcp_port, free_udp_port, nts_server_config, output_within, start_sundial,
-    wait_for_tcp,
+    ChildGuard, TempDir, ca, free_tcp_port, free_udp_port, nts_server_config, output_within,
+    start_sundial, wait_for_tcp,
 };
 
 /// Runs `sundial bench ARGS` (killed after 60 s), which must succeed, and
@@ -99,6 +100,89 @@ fn bench_ke_and_nts_complete_verified_exchanges_against_sundial() {
     assert_eq!(field(&stdout, "bad"), "0", "{stdout}");
     assert!(
         field(&stdout, "verified").parse::<u64>().expect("verified") > 0,
+        "{stdout}"
+    );
+}
+
+/// `sundial bench relay` with 2 ms each way (no jitter) in front of the
+/// null server: every NTP request sent through it comes back, in 4 ms
+/// plus the relay's and the loopback's own few tens of microseconds, and
+/// the relay stops by itself and reports what it relayed.
+#[test]
+fn bench_relay_delays_each_direction_and_stops_by_itself() {
+    let (server_port, relay_port) = (free_udp_port(), free_udp_port());
+    let server = format!("127.0.0.1:{server_port}");
+    let relay: SocketAddr = format!("127.0.0.1:{relay_port}").parse().expect("address");
+    let reflect = Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["bench", "reflect", "--listen", &server, "--duration", "20"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sundial bench reflect");
+    let _reflect = ChildGuard::new("reflect", reflect, Vec::new());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sundial"));
+    cmd.args([
+        "bench",
+        "relay",
+        "--listen",
+        &relay.to_string(),
+        "--upstream",
+        &server,
+        "--out-delay-ms",
+        "2",
+        "--in-delay-ms",
+        "2",
+        "--jitter-ms",
+        "0",
+        "--duration",
+        "3",
+    ]);
+    let relay_run =
+        thread::spawn(move || output_within(cmd, Duration::from_secs(30), "sundial bench relay"));
+
+    let client = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut round_trips = Vec::new();
+    // Both children need a moment to bind: early requests may go unanswered.
+    for i in 0u8..40 {
+        if round_trips.len() >= 5 {
+            break;
+        }
+        let mut request = [0u8; 48];
+        request[0] = 0x23; // LI 0, version 4, mode 3
+        request[47] = i; // the transmit timestamp tells answers apart
+        let sent = Instant::now();
+        client.send_to(&request, relay).expect("send to the relay");
+        let mut answer = [0u8; 64];
+        if let Ok((48, _)) = client.recv_from(&mut answer) {
+            // The origin timestamp echoes our transmit timestamp.
+            if answer[24..32] == request[40..48] {
+                round_trips.push(sent.elapsed());
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(round_trips.len() >= 5, "answers: {round_trips:?}");
+    for rtt in &round_trips {
+        assert!(
+            *rtt >= Duration::from_micros(3_900) && *rtt < Duration::from_millis(20),
+            "round trips {round_trips:?}, expected about 4 ms"
+        );
+    }
+
+    let out = relay_run.join().expect("the relay's thread");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let relayed: u64 = field(&stdout, "in_relayed").parse().expect("count");
+    assert!(relayed >= 5, "{stdout}");
+    assert_eq!(field(&stdout, "out_dropped"), "0", "{stdout}");
+    assert!(
+        field(&stdout, "late_max_us").parse::<u64>().is_ok(),
         "{stdout}"
     );
 }

@@ -11,7 +11,9 @@
 //! fixed rate instead of a sweep. The `ke` mode measures NTS-KE
 //! handshakes per second instead (see `ke.rs`); the `reflect` mode is not
 //! a generator but a null NTP server to sweep, the ceiling of the kernel's
-//! UDP path (see `reflect.rs`).
+//! UDP path (see `reflect.rs`); the `relay` mode is a UDP relay that
+//! delays each datagram from a seeded distribution, the path of the
+//! accuracy bench (see `relay.rs`).
 //!
 //! It is a measuring tool, not a test: every run is bounded by the number
 //! of steps and their length.
@@ -21,6 +23,7 @@ mod load;
 mod nts;
 mod proc;
 mod reflect;
+mod relay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +43,10 @@ pub enum Mode {
     /// Not a load: a null NTP server on --listen (batched socket I/O, no
     /// protocol work) for --duration seconds, the ceiling to sweep.
     Reflect,
+    /// Not a load: a UDP relay from --listen to --upstream that delays
+    /// every datagram (normal per packet and direction, loss, spikes) for
+    /// --duration seconds, the network path of benches/accuracy.sh.
+    Relay,
 }
 
 #[derive(Debug, Args)]
@@ -47,9 +54,12 @@ pub struct BenchArgs {
     /// What to send.
     #[arg(value_enum)]
     mode: Mode,
-    /// Where the reflect mode listens.
+    /// Where the reflect and relay modes listen.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// The relay mode's path model (boxed: the subcommand enum stays small).
+    #[command(flatten)]
+    relay: Box<RelayArgs>,
     /// The NTP server (UDP) to load (ntp and nts modes).
     #[arg(long, value_name = "ADDR")]
     server: Option<SocketAddr>,
@@ -99,6 +109,38 @@ pub struct BenchArgs {
     server_pid: Option<u32>,
 }
 
+/// The relay mode's arguments.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Where the relay mode forwards to (UDP).
+    #[arg(long, value_name = "ADDR")]
+    upstream: Option<SocketAddr>,
+    /// Mean delay client -> upstream, ms.
+    #[arg(long, default_value_t = 5.0, value_name = "MS")]
+    out_delay_ms: f64,
+    /// Mean delay upstream -> client, ms.
+    #[arg(long, default_value_t = 5.0, value_name = "MS")]
+    in_delay_ms: f64,
+    /// Standard deviation of each delay (normal, drawn per
+    /// datagram and direction, truncated at 0), ms.
+    #[arg(long, default_value_t = 1.0, value_name = "MS")]
+    jitter_ms: f64,
+    /// Probability that a datagram is dropped, per datagram and
+    /// direction (an exchange is lost with about twice this).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a datagram gets --spike-ms more delay, per
+    /// datagram and direction.
+    #[arg(long, default_value_t = 0.0)]
+    spike_prob: f64,
+    /// Extra delay of a spike, ms.
+    #[arg(long, default_value_t = 50.0, value_name = "MS")]
+    spike_ms: f64,
+    /// Seed of the random stream that draws every delay and drop.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 /// Longest a fixed-rate run or a step may last: every run ends by itself.
 const MAX_SECONDS: f64 = 600.0;
 
@@ -113,6 +155,29 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 .listen
                 .ok_or_else(|| "reflect mode needs --listen ADDR".to_owned())?;
             reflect::run(listen, args.duration)
+        }
+        Mode::Relay => {
+            let relay = &args.relay;
+            let (Some(listen), Some(upstream)) = (args.listen, relay.upstream) else {
+                return Err("relay mode needs --listen ADDR and --upstream ADDR".to_owned());
+            };
+            let path = |mean_ms: f64| relay::PathDelay {
+                mean: mean_ms / 1e3,
+                sd: relay.jitter_ms / 1e3,
+            };
+            relay::run(&relay::RelayConfig {
+                listen,
+                upstream,
+                seconds: args.duration,
+                model: relay::DelayModel {
+                    out: path(relay.out_delay_ms),
+                    back: path(relay.in_delay_ms),
+                    loss: relay.loss,
+                    spike_prob: relay.spike_prob,
+                    spike: relay.spike_ms / 1e3,
+                },
+                seed: relay.seed,
+            })
         }
         Mode::Ke => {
             let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
