@@ -37,14 +37,68 @@ const DELAY_HISTORY: usize = 64;
 /// Delays needed before the lowest of them is a useful reference.
 const MIN_DELAYS: usize = 8;
 
-/// How much a sample can be trusted, from how much longer it took than
-/// the quickest recent exchanges with the same source.
+/// How much a sample can be trusted, from how its delay compares with the
+/// recent delays of the same source.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct DelayStats {
-    /// The sample's delay beyond the lowest recent one.
+    /// The sample's delay beyond the lowest recent one: how much longer
+    /// it queued than the quickest exchanges did.
+    pub(crate) queued: f64,
+    /// The mean of the recent delays beyond the lowest: the path's
+    /// queueing scale.
+    pub(crate) mean_queued: f64,
+    /// The sample's delay beyond the median of the recent ones (0 when
+    /// below it).
     pub(crate) excess: f64,
-    /// The mean excess of the recent delays: the path's queueing scale.
-    pub(crate) mean_excess: f64,
+    /// A robust standard deviation of the recent delays (1.4826 × their
+    /// median absolute deviation): the path's noise, which outliers such
+    /// as a delay spike do not inflate.
+    pub(crate) spread: f64,
+}
+
+/// The recent delays of a source in summary.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum DelayProfile {
+    /// Fewer than `MIN_DELAYS` are known.
+    Unknown,
+    Known {
+        min: f64,
+        median: f64,
+        mean: f64,
+        /// 1.4826 × the median absolute deviation.
+        spread: f64,
+    },
+}
+
+impl DelayProfile {
+    /// How a sample of `delay` compares with the recent delays. Until
+    /// enough delays are known their median says little, and the sample
+    /// counts as uncertain by its whole delay (no offset can be further off
+    /// than half the round trip).
+    pub(crate) fn stats(&self, delay: f64) -> DelayStats {
+        match *self {
+            Self::Unknown => DelayStats {
+                queued: delay,
+                mean_queued: 0.0,
+                excess: 0.0,
+                spread: delay,
+            },
+            Self::Known {
+                min,
+                median,
+                mean,
+                spread,
+            } => {
+                let min = min.min(delay);
+                DelayStats {
+                    queued: delay - min,
+                    mean_queued: (mean - min).max(0.0),
+                    excess: (delay - median).max(0.0),
+                    spread,
+                }
+            }
+        }
+    }
 }
 
 impl ClockFilter {
@@ -74,24 +128,23 @@ impl ClockFilter {
         self.delays.push_back(sample.delay);
     }
 
-    /// How a sample of `delay` compares with the recent delays.
-    ///
-    /// Until `MIN_DELAYS` delays are known the lowest one says little, and
-    /// the sample counts as uncertain by its whole delay (no offset can be
-    /// further off than half the round trip).
-    pub(crate) fn delay_stats(&self, delay: f64) -> DelayStats {
+    /// The recent delays in summary, to judge samples by (see
+    /// `DelayProfile::stats`).
+    pub(crate) fn delay_profile(&self) -> DelayProfile {
         if self.delays.len() < MIN_DELAYS {
-            return DelayStats {
-                excess: delay,
-                mean_excess: 0.0,
-            };
+            return DelayProfile::Unknown;
         }
-        let min = self.delays.iter().copied().fold(delay, f64::min);
-        let n = self.delays.len() as f64;
-        let mean = self.delays.iter().sum::<f64>() / n;
-        DelayStats {
-            excess: delay - min,
-            mean_excess: (mean - min).max(0.0),
+        let mut sorted: Vec<f64> = self.delays.iter().copied().collect();
+        let median = median_of(&mut sorted);
+        let min = sorted.first().copied().unwrap_or(median);
+        let mean = sorted.iter().sum::<f64>() / sorted.len().max(1) as f64;
+        let mut deviations: Vec<f64> = sorted.iter().map(|d| (d - median).abs()).collect();
+        let mad = median_of(&mut deviations);
+        DelayProfile::Known {
+            min,
+            median,
+            mean,
+            spread: 1.4826 * mad,
         }
     }
 
@@ -143,6 +196,16 @@ impl ClockFilter {
             dispersion,
             jitter,
         })
+    }
+}
+
+/// The median of `values` (sorted in place); 0 for none.
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match (values.get((n.max(1) - 1) / 2), values.get(n / 2)) {
+        (Some(a), Some(b)) => (a + b) / 2.0,
+        _ => 0.0,
     }
 }
 

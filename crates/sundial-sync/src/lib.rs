@@ -16,6 +16,7 @@ mod combine;
 mod consts;
 mod discipline;
 mod filter;
+mod noise;
 mod poll;
 mod regression;
 mod sample;

@@ -27,6 +27,21 @@ pub(crate) struct Point {
     pub(crate) offset: f64,
     /// 1 / variance of the offset, in 1/s²: how much the fit trusts it.
     pub(crate) weight: f64,
+    /// Where the sample came from and how its delay compared, so that its
+    /// weight can be worked out again as its source's noise model learns
+    /// (`None`: the weight is fixed).
+    pub(crate) origin: Option<Origin>,
+}
+
+/// See `Point::origin`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Origin {
+    pub(crate) source: crate::SourceId,
+    /// The exchange's round trip: judged anew against the source's recent
+    /// delays, so that a spike among the first samples, before there was
+    /// anything to judge it by, is still found out.
+    pub(crate) delay: f64,
+    pub(crate) dispersion: f64,
 }
 
 /// A fitted line, anchored at the points' weighted mean time for
@@ -99,6 +114,18 @@ impl History {
 
     pub(crate) fn clear(&mut self) {
         self.points.clear();
+    }
+
+    /// Sets each point's weight anew from its origin (points whose new
+    /// weight is not a positive finite number keep the old one).
+    pub(crate) fn reweigh(&mut self, weigh: &dyn Fn(&Origin) -> Option<f64>) {
+        for p in &mut self.points {
+            if let Some(w) = p.origin.as_ref().and_then(weigh) {
+                if w.is_finite() && w > 0.0 {
+                    p.weight = w;
+                }
+            }
+        }
     }
 
     /// See `ClockFilter::reframe`.
@@ -204,6 +231,7 @@ mod tests {
                 time,
                 offset,
                 weight: 1.0,
+                origin: None,
             });
         }
         h

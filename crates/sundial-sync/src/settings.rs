@@ -88,12 +88,14 @@ impl Default for SyncSettings {
 
 impl SyncSettings {
     /// The settings with out-of-range values brought into range, so the
-    /// algorithm never has to second-guess them: polls within NTP's 3..=17
-    /// with min <= initial <= max, a finite non-negative step threshold, at
+    /// algorithm never has to second-guess them: polls within -6..=17 (the
+    /// range the configuration accepts: a LAN or benchmark source may be
+    /// polled every second, as chrony's `minpoll 0`) with min <= initial
+    /// <= max, a finite non-negative step threshold, at
     /// least one agreeing source.
     pub(crate) fn sanitized(mut self) -> Self {
         self.minimum_agreeing_sources = self.minimum_agreeing_sources.max(1);
-        self.poll_min = self.poll_min.clamp(3, 17);
+        self.poll_min = self.poll_min.clamp(-6, 17);
         self.poll_max = self.poll_max.clamp(self.poll_min, 17);
         self.initial_poll = self.initial_poll.clamp(self.poll_min, self.poll_max);
         if !(self.step_threshold.is_finite() && self.step_threshold >= 0.0) {
@@ -122,7 +124,7 @@ mod tests {
         let s = SyncSettings {
             poll_min: 12,
             poll_max: 5,
-            initial_poll: 0,
+            initial_poll: -20,
             step_threshold: f64::NAN,
             minimum_agreeing_sources: 0,
             ..SyncSettings::default()

@@ -7,9 +7,10 @@ use crate::action::ClockAction;
 use crate::combine::{Combined, Survivor, combine};
 use crate::consts::{LOCAL_PRECISION, MAX_SANE_SECONDS, MAXDIST, MINDISP, PHI, log2_seconds};
 use crate::discipline::{Discipline, Reframe};
-use crate::filter::{ClockFilter, DelayStats, FilterOutput};
+use crate::filter::{ClockFilter, DelayProfile, FilterOutput};
+use crate::noise::{NoiseModel, Rule};
 use crate::poll::PollControl;
-use crate::regression::Point;
+use crate::regression::{Origin, Point};
 use crate::sample::{self, Rejection, SourceInfo};
 use crate::select::{Claim, intersection, is_truechimer};
 use crate::settings::SyncSettings;
@@ -26,6 +27,7 @@ const INIT_REFID: [u8; 4] = *b"INIT";
 #[derive(Clone, Debug)]
 struct Source {
     filter: ClockFilter,
+    noise: NoiseModel,
     reach: u8,
     refid: [u8; 4],
     /// From the last accepted packet.
@@ -40,6 +42,7 @@ impl Source {
     fn new() -> Self {
         Self {
             filter: ClockFilter::default(),
+            noise: NoiseModel::default(),
             reach: 0,
             refid: [0; 4],
             info: None,
@@ -140,11 +143,21 @@ impl Synchronizer {
                 source.filter.add(sample, self.settings.step_threshold);
                 source.info = Some(info);
                 source.unsynchronized = false;
-                let stats = source.filter.delay_stats(sample.delay);
+                let profile = source.filter.delay_profile();
+                let stats = profile.stats(sample.delay);
+                if let Some((predicted, _)) = self.discipline.predict(sample.time) {
+                    source.noise.record(&stats, sample.offset - predicted);
+                }
+                let origin = Origin {
+                    source: id,
+                    delay: sample.delay,
+                    dispersion: sample.dispersion,
+                };
                 fresh = Some(Point {
                     time: sample.time,
                     offset: sample.offset,
-                    weight: sample_weight(stats, sample.dispersion),
+                    weight: weight(source.noise.rule(), profile, &origin),
+                    origin: Some(origin),
                 });
             }
             Err(Rejection::SourceUnsynchronized) => source.unsynchronized = true,
@@ -162,6 +175,7 @@ impl Synchronizer {
             time: combined.time,
             offset: combined.offset,
             weight: 1.0,
+            origin: None,
         };
         // Only a sample of a source the selection trusts feeds the fit.
         let trusted = self
@@ -169,9 +183,20 @@ impl Synchronizer {
             .get(&id)
             .is_some_and(|s| matches!(s.state, SourceState::Candidate | SourceState::Selected));
         let fresh = fresh.filter(|_| trusted);
+        // Each source's rule once, not once per stored sample.
+        let rules: BTreeMap<SourceId, (Rule, DelayProfile)> = self
+            .sources
+            .iter()
+            .map(|(id, s)| (*id, (s.noise.rule(), s.filter.delay_profile())))
+            .collect();
+        let weigh = |o: &Origin| {
+            rules
+                .get(&o.source)
+                .map(|(rule, profile)| weight(*rule, *profile, o))
+        };
         let outcome = self
             .discipline
-            .update(&self.settings, point, fresh, self.now);
+            .update(&self.settings, point, fresh, self.now, &weigh);
         if let Some(reframe) = outcome.reframe {
             self.reframe(reframe);
         }
@@ -376,21 +401,11 @@ impl Synchronizer {
     }
 }
 
-/// How much the fit trusts a sample (1 / variance, in 1/s²).
-///
-/// A sample that queued `q` seconds more on one leg than the other is off
-/// by `q / 2`; how the queueing split between the legs is unknown, so a
-/// sample whose delay exceeds the path's lowest by `e` is off by anything
-/// in ±e/2, a variance of e²/12 (chrony weights its regression by delay
-/// over the minimum delay in the same spirit). The quickest sample queued
-/// too, about a tenth of the path's mean excess for the 64 delays kept, so
-/// that much is added lest one lucky sample outweigh all others.
-fn sample_weight(stats: DelayStats, dispersion: f64) -> f64 {
-    let spread = stats.excess + MIN_QUEUE_FRACTION * stats.mean_excess;
-    let variance = spread * spread / 12.0 + dispersion * dispersion;
+/// How much the fit trusts a sample (1 / variance, in 1/s²), as its
+/// source's noise model and recent delays see it now.
+fn weight(rule: Rule, profile: DelayProfile, origin: &Origin) -> f64 {
+    let stats = profile.stats(origin.delay);
+    let variance = rule.variance(&stats) + origin.dispersion * origin.dispersion;
     let weight = 1.0 / variance.max(1e-18);
     if weight.is_finite() { weight } else { 1e18 }
 }
-
-/// See `sample_weight`.
-const MIN_QUEUE_FRACTION: f64 = 0.1;

@@ -23,6 +23,9 @@ pub struct SimClockConfig {
     /// this much (ppm) per square root of a second. A quartz oscillator in
     /// a room whose temperature drifts is of the order of 1e-4.
     pub wander_ppm_per_sqrt_s: f64,
+    /// A steady change of that rate, ppm per second (a machine warming
+    /// up): the discipline has to follow a frequency that keeps moving.
+    pub drift_ppm_per_s: f64,
 }
 
 impl Default for SimClockConfig {
@@ -31,6 +34,7 @@ impl Default for SimClockConfig {
             initial_error: 0.0,
             frequency_error_ppm: 0.0,
             wander_ppm_per_sqrt_s: 1e-4,
+            drift_ppm_per_s: 0.0,
         }
     }
 }
@@ -93,8 +97,21 @@ impl SimClock {
         -self.frequency_error_ppm
     }
 
+    /// What the clock has not yet slewed of the last single-shot slew.
+    pub fn pending_slew(&self) -> f64 {
+        self.pending_slew
+    }
+
     pub fn correction_ppm(&self) -> f64 {
         self.correction_ppm
+    }
+
+    /// Changes the uncorrected rate by `ppm` at once, as a jolt of
+    /// temperature would.
+    pub fn change_frequency(&mut self, ppm: f64) {
+        if ppm.is_finite() {
+            self.frequency_error_ppm += ppm;
+        }
     }
 
     /// Runs the clock forward to true time `t` (never backwards).
@@ -102,7 +119,8 @@ impl SimClock {
         while self.next_wander <= t {
             self.run_to(self.next_wander);
             self.frequency_error_ppm +=
-                self.config.wander_ppm_per_sqrt_s * WANDER_STEP.sqrt() * self.noise.normal();
+                self.config.wander_ppm_per_sqrt_s * WANDER_STEP.sqrt() * self.noise.normal()
+                    + self.config.drift_ppm_per_s * WANDER_STEP;
             self.next_wander += WANDER_STEP;
         }
         self.run_to(t);

@@ -22,6 +22,14 @@ pub struct TracePoint {
     pub time: f64,
     /// True time minus our clock.
     pub offset: f64,
+    /// True time minus our clock once the pending slew is done: the error
+    /// of an observe-only daemon's virtual clock, which counts every
+    /// correction issued in full.
+    pub issued_offset: f64,
+    /// The synchronizer's own estimate of `issued_offset`, and one
+    /// standard error of it (see `SyncStatus`).
+    pub estimated_offset: f64,
+    pub uncertainty: f64,
     /// Frequency correction in force minus the one that would be ideal.
     pub frequency_error_ppm: f64,
     pub poll: i8,
@@ -155,6 +163,11 @@ impl Simulation {
         &self.clock
     }
 
+    /// The clock, to change its rate mid-run.
+    pub fn clock_mut(&mut self) -> &mut SimClock {
+        &mut self.clock
+    }
+
     pub fn trace(&self) -> &[TracePoint] {
         &self.trace
     }
@@ -269,6 +282,9 @@ impl Simulation {
         self.trace.push(TracePoint {
             time: self.clock.true_time(),
             offset: self.clock.offset(),
+            issued_offset: self.clock.offset() - self.clock.pending_slew(),
+            estimated_offset: status.estimated_offset,
+            uncertainty: status.uncertainty,
             frequency_error_ppm: self.clock.correction_ppm() - self.clock.ideal_correction_ppm(),
             poll: self.sync.poll_interval(Self::source_id(0)),
             synchronized: status.synchronized,

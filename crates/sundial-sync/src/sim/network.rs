@@ -16,6 +16,15 @@ pub struct SimSourceConfig {
     pub asymmetry: f64,
     /// Mean of the exponential queueing delay added to each direction.
     pub jitter: f64,
+    /// Standard deviation of a normal delay added to each direction (drawn
+    /// per packet, a leg never shorter than zero): the bench's relay draws
+    /// its delays this way, and unlike queueing it makes no sample's delay
+    /// say anything about its offset's error.
+    pub jitter_sd: f64,
+    /// Probability that a packet, in either direction, is held back by
+    /// `spike` more seconds.
+    pub spike_probability: f64,
+    pub spike: f64,
     /// Probability that an exchange is lost.
     pub loss: f64,
     pub stratum: u8,
@@ -33,6 +42,9 @@ impl Default for SimSourceConfig {
             delay: 0.010,
             asymmetry: 0.0,
             jitter: 50e-6,
+            jitter_sd: 0.0,
+            spike_probability: 0.0,
+            spike: 0.0,
             loss: 0.0,
             stratum: 1,
             leap: Leap::None,
@@ -48,9 +60,19 @@ pub(crate) fn draw_path(source: &SimSourceConfig, noise: &mut Noise) -> Option<(
     if noise.chance(source.loss) {
         return None;
     }
-    let outbound =
-        (source.delay + source.asymmetry / 2.0).max(0.0) + noise.exponential(source.jitter);
-    let inbound =
-        (source.delay - source.asymmetry / 2.0).max(0.0) + noise.exponential(source.jitter);
+    let outbound = leg(source, source.delay + source.asymmetry / 2.0, noise);
+    let inbound = leg(source, source.delay - source.asymmetry / 2.0, noise);
     Some((outbound, inbound))
+}
+
+/// One direction's delay around `base`.
+fn leg(source: &SimSourceConfig, base: f64, noise: &mut Noise) -> f64 {
+    let mut delay = base + noise.exponential(source.jitter);
+    if source.jitter_sd > 0.0 {
+        delay += source.jitter_sd * noise.normal();
+    }
+    if source.spike_probability > 0.0 && noise.chance(source.spike_probability) {
+        delay += source.spike;
+    }
+    delay.max(0.0)
 }
