@@ -146,11 +146,15 @@ impl Discipline {
     }
 
     /// What the clock model expects a sample taken at `t` to measure (in
-    /// the frame), and the standard error of that, once it has a fit.
-    pub(crate) fn predict(&self, t: f64) -> Option<(f64, f64)> {
-        let line = self.line?;
-        let (offset, error) = (line.at(t), line.error_at(t));
-        (offset.is_finite() && error.is_finite()).then_some((offset, error))
+    /// the frame), once it has a fit.
+    pub(crate) fn predict(&self, t: f64) -> Option<f64> {
+        self.line.map(|line| line.at(t)).filter(|o| o.is_finite())
+    }
+
+    /// Sets each stored sample's weight as `weigh` now sees it (its
+    /// source's noise model learns as samples come in).
+    pub(crate) fn reweigh(&mut self, weigh: &dyn Fn(&Origin) -> Option<f64>) {
+        self.history.reweigh(weigh);
     }
 
     /// What the kernel has not yet slewed of the last correction at `now`.
@@ -178,15 +182,12 @@ impl Discipline {
 
     /// One combined offset `point` (in the frame), at time `now`, and the
     /// new sample of a trusted source that came with it, if any.
-    /// `weigh` gives a stored sample's weight as its source's noise model
-    /// now sees it.
     pub(crate) fn update(
         &mut self,
         settings: &SyncSettings,
         point: Point,
         sample: Option<Point>,
         now: f64,
-        weigh: &dyn Fn(&Origin) -> Option<f64>,
     ) -> Outcome {
         if self.phase == Phase::Panicked || !(point.offset.is_finite() && now.is_finite()) {
             return Outcome::default();
@@ -197,7 +198,7 @@ impl Discipline {
         // decisions; a new sample still refines the fit.
         if self.last_point_time.is_some_and(|t| point.time <= t) {
             return match (self.phase, sample) {
-                (Phase::Sync, Some(sample)) => self.steer(point, Some(sample), now, weigh),
+                (Phase::Sync, Some(sample)) => self.steer(point, Some(sample), now),
                 _ => Outcome::default(),
             };
         }
@@ -228,7 +229,7 @@ impl Discipline {
             };
         }
         self.phase = Phase::Sync;
-        self.steer(point, sample, now, weigh)
+        self.steer(point, sample, now)
     }
 
     /// Steps by `offset` if `limit` (and the accumulated limit, when one
@@ -281,13 +282,7 @@ impl Discipline {
     }
 
     /// The normal case: fit, correct frequency and offset.
-    fn steer(
-        &mut self,
-        point: Point,
-        sample: Option<Point>,
-        now: f64,
-        weigh: &dyn Fn(&Origin) -> Option<f64>,
-    ) -> Outcome {
+    fn steer(&mut self, point: Point, sample: Option<Point>, now: f64) -> Outcome {
         let mut surprise = 0.0;
         if let Some(sample) = sample {
             if let Some(line) = self.line {
@@ -301,7 +296,6 @@ impl Discipline {
         let mut frequency_change = 0.0;
         let mut estimate = point.offset;
         let mut quality = None;
-        self.history.reweigh(weigh);
         self.line = self.fit();
         if let Some(line) = self.line {
             estimate = line.at(now);
@@ -375,7 +369,6 @@ mod tests {
             point(1.0, 0.5),
             Some(point(1.0, 0.5)),
             1.0,
-            &|_| None,
         );
         assert_eq!(out.actions, [ClockAction::Step { offset: 0.5 }]);
         assert!(out.reframe.unwrap().clear);
@@ -390,7 +383,6 @@ mod tests {
             point(1.0, 0.01),
             Some(point(1.0, 0.01)),
             1.0,
-            &|_| None,
         );
         assert_eq!(out.actions, [ClockAction::Slew { offset: 0.01 }]);
     }
@@ -403,7 +395,6 @@ mod tests {
             point(1.0, -90000.0),
             Some(point(1.0, -90000.0)),
             1.0,
-            &|_| None,
         );
         assert_eq!(
             out.actions,
@@ -417,8 +408,7 @@ mod tests {
                 &SyncSettings::default(),
                 point(2.0, 0.0),
                 Some(point(2.0, 0.0)),
-                2.0,
-                &|_| None
+                2.0
             )
             .actions
             .is_empty()
@@ -429,38 +419,18 @@ mod tests {
     fn later_spike_waits_for_stepout_then_panics() {
         let s = SyncSettings::default();
         let mut d = Discipline::new();
-        let _ = d.update(&s, point(1.0, 0.001), Some(point(1.0, 0.001)), 1.0, &|_| {
-            None
-        });
+        let _ = d.update(&s, point(1.0, 0.001), Some(point(1.0, 0.001)), 1.0);
         assert!(
-            d.update(
-                &s,
-                point(20.0, 2000.0),
-                Some(point(20.0, 2000.0)),
-                20.0,
-                &|_| None
-            )
-            .actions
-            .is_empty()
+            d.update(&s, point(20.0, 2000.0), Some(point(20.0, 2000.0)), 20.0)
+                .actions
+                .is_empty()
         );
         assert!(
-            d.update(
-                &s,
-                point(500.0, 2000.0),
-                Some(point(500.0, 2000.0)),
-                500.0,
-                &|_| None
-            )
-            .actions
-            .is_empty()
+            d.update(&s, point(500.0, 2000.0), Some(point(500.0, 2000.0)), 500.0)
+                .actions
+                .is_empty()
         );
-        let out = d.update(
-            &s,
-            point(930.0, 2000.0),
-            Some(point(930.0, 2000.0)),
-            930.0,
-            &|_| None,
-        );
+        let out = d.update(&s, point(930.0, 2000.0), Some(point(930.0, 2000.0)), 930.0);
         assert!(matches!(
             out.actions[..],
             [ClockAction::Panic {
@@ -477,32 +447,12 @@ mod tests {
             ..SyncSettings::default()
         };
         let mut d = Discipline::new();
-        let _ = d.update(&s, point(1.0, 0.001), Some(point(1.0, 0.001)), 1.0, &|_| {
-            None
-        });
-        let _ = d.update(&s, point(2.0, 0.6), Some(point(2.0, 0.6)), 2.0, &|_| None);
-        let out = d.update(
-            &s,
-            point(1000.0, 0.6),
-            Some(point(1000.0, 0.6)),
-            1000.0,
-            &|_| None,
-        );
+        let _ = d.update(&s, point(1.0, 0.001), Some(point(1.0, 0.001)), 1.0);
+        let _ = d.update(&s, point(2.0, 0.6), Some(point(2.0, 0.6)), 2.0);
+        let out = d.update(&s, point(1000.0, 0.6), Some(point(1000.0, 0.6)), 1000.0);
         assert_eq!(out.actions, [ClockAction::Step { offset: 0.6 }]);
-        let _ = d.update(
-            &s,
-            point(1001.0, 0.6),
-            Some(point(1001.0, 0.6)),
-            1001.0,
-            &|_| None,
-        );
-        let out = d.update(
-            &s,
-            point(2000.0, 0.6),
-            Some(point(2000.0, 0.6)),
-            2000.0,
-            &|_| None,
-        );
+        let _ = d.update(&s, point(1001.0, 0.6), Some(point(1001.0, 0.6)), 1001.0);
+        let out = d.update(&s, point(2000.0, 0.6), Some(point(2000.0, 0.6)), 2000.0);
         assert!(matches!(
             out.actions[..],
             [ClockAction::Panic {
@@ -529,7 +479,7 @@ mod tests {
             error -= slewed;
             last = t;
             let offset = d.to_frame(t, error);
-            let _ = d.update(&s, point(t, offset), Some(point(t, offset)), t, &|_| None);
+            let _ = d.update(&s, point(t, offset), Some(point(t, offset)), t);
         }
         assert!(
             (d.frequency_ppm() - 20.0).abs() < 1e-6,

@@ -34,7 +34,8 @@ pub(crate) struct ClockFilter {
 /// Delays remembered per source to tell how much a sample queued.
 const DELAY_HISTORY: usize = 64;
 
-/// Delays needed before the lowest of them is a useful reference.
+/// Delays needed before their minimum, median and spread are a useful
+/// reference.
 const MIN_DELAYS: usize = 8;
 
 /// How much a sample can be trusted, from how its delay compares with the

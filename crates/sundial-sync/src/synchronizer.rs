@@ -143,9 +143,8 @@ impl Synchronizer {
                 source.filter.add(sample, self.settings.step_threshold);
                 source.info = Some(info);
                 source.unsynchronized = false;
-                let profile = source.filter.delay_profile();
-                let stats = profile.stats(sample.delay);
-                if let Some((predicted, _)) = self.discipline.predict(sample.time) {
+                let stats = source.filter.delay_profile().stats(sample.delay);
+                if let Some(predicted) = self.discipline.predict(sample.time) {
                     source.noise.record(&stats, sample.offset - predicted);
                 }
                 let origin = Origin {
@@ -153,12 +152,7 @@ impl Synchronizer {
                     delay: sample.delay,
                     dispersion: sample.dispersion,
                 };
-                fresh = Some(Point {
-                    time: sample.time,
-                    offset: sample.offset,
-                    weight: weight(source.noise.rule(), profile, &origin),
-                    origin: Some(origin),
-                });
+                fresh = Some((sample.time, sample.offset, origin));
             }
             Err(Rejection::SourceUnsynchronized) => source.unsynchronized = true,
             // A broken sample is dropped; the source's earlier ones stand.
@@ -182,8 +176,7 @@ impl Synchronizer {
             .sources
             .get(&id)
             .is_some_and(|s| matches!(s.state, SourceState::Candidate | SourceState::Selected));
-        let fresh = fresh.filter(|_| trusted);
-        // Each source's rule once, not once per stored sample.
+        // Each source's rule and delays once, not once per stored sample.
         let rules: BTreeMap<SourceId, (Rule, DelayProfile)> = self
             .sources
             .iter()
@@ -194,9 +187,21 @@ impl Synchronizer {
                 .get(&o.source)
                 .map(|(rule, profile)| weight(*rule, *profile, o))
         };
+        // The new sample is weighed the same way as the stored ones.
+        let fresh = fresh
+            .filter(|_| trusted)
+            .and_then(|(time, offset, origin)| {
+                Some(Point {
+                    time,
+                    offset,
+                    weight: weigh(&origin)?,
+                    origin: Some(origin),
+                })
+            });
+        self.discipline.reweigh(&weigh);
         let outcome = self
             .discipline
-            .update(&self.settings, point, fresh, self.now, &weigh);
+            .update(&self.settings, point, fresh, self.now);
         if let Some(reframe) = outcome.reframe {
             self.reframe(reframe);
         }
