@@ -15,3 +15,4 @@ mod noise;
 pub use clock::{SimClock, SimClockConfig};
 pub use driver::{Simulation, TracePoint};
 pub use network::SimSourceConfig;
+pub use noise::Noise;

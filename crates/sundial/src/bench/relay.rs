@@ -41,8 +41,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use sundial_sync::sim::Noise;
 
 /// The sender sleeps until this long before a release, then spins: the
 /// kernel's wake-up latency (timer slack is 50 µs) stays inside it.
@@ -127,14 +126,14 @@ pub enum Fate {
 #[derive(Debug)]
 pub struct Scheduler {
     model: DelayModel,
-    rng: StdRng,
+    noise: Noise,
 }
 
 impl Scheduler {
     pub fn new(model: DelayModel, seed: u64) -> Self {
         Self {
             model,
-            rng: StdRng::seed_from_u64(seed),
+            noise: Noise::new(seed),
         }
     }
 
@@ -146,9 +145,10 @@ impl Scheduler {
             Direction::Out => self.model.out,
             Direction::In => self.model.back,
         };
-        let lost = self.uniform() < self.model.loss;
-        let spiked = self.uniform() < self.model.spike_prob;
-        let z = self.normal();
+        // The simulator's generator: the relay draws what it models.
+        let lost = self.noise.chance(self.model.loss);
+        let spiked = self.noise.chance(self.model.spike_prob);
+        let z = self.noise.normal();
         if lost {
             return Fate::Drop;
         }
@@ -160,18 +160,6 @@ impl Scheduler {
             at: now + Duration::from_secs_f64(delay),
             spiked,
         }
-    }
-
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        self.rng.random::<f64>()
-    }
-
-    /// Standard normal (Box-Muller).
-    fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.uniform(); // (0, 1]: the logarithm stays finite
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 
