@@ -58,6 +58,23 @@ NS_LIST=$OUT/.namespaces
 PID_LIST=$OUT/.pids
 : > "$NS_LIST"; : > "$PID_LIST"
 INSTALL_PID=
+# client_toml DIR NAME SOURCE POLL_TOML AGREEING: DIR/NAME.toml for a
+# client (sundial or ntpd-rs) with one SOURCE section, the poll settings
+# and an observation socket DIR/NAME.sock.
+client_toml() {
+    cat > "$1/$2.toml" <<EOF
+$3
+
+$4
+[synchronization]
+minimum-agreeing-sources = $5
+
+[observability]
+observation-path = "$1/$2.sock"
+log-level = "info"
+EOF
+}
+
 cleanup() {
     set +e
     # Processes inside our namespaces (started by this script only), then
@@ -265,49 +282,16 @@ EOF
         chrony_poll="minpoll 0 maxpoll 2"
     fi
     local c=$dir/cli
-    cat > "$c/sundial-nts.toml" <<EOF
-[[source]]
-mode = "nts"
-address = "$SERVER_IP:4460"
-certificate-authority = "$CA"
-
-$fast_toml
-[synchronization]
-minimum-agreeing-sources = 1
-
-[observability]
-observation-path = "$c/sundial-nts.sock"
-log-level = "info"
-EOF
-    cat > "$c/sundial-ntp.toml" <<EOF
-[[source]]
-mode = "server"
-address = "$RELAY_IP:123"
-
-$fast_toml
-[synchronization]
-minimum-agreeing-sources = 1
-
-[observability]
-observation-path = "$c/sundial-ntp.sock"
-log-level = "info"
-EOF
+    # The same ntp.toml shape serves sundial and ntpd-rs; only the source
+    # and the agreement they need differ.
+    local nts_source ntp_source
+    nts_source=$(printf '[[source]]\nmode = "nts"\naddress = "%s:4460"\ncertificate-authority = "%s"' "$SERVER_IP" "$CA")
+    ntp_source=$(printf '[[source]]\nmode = "server"\naddress = "%s:123"' "$RELAY_IP")
+    client_toml "$c" sundial-nts "$nts_source" "$fast_toml" 1
+    client_toml "$c" sundial-ntp "$ntp_source" "$fast_toml" 1
     # ntpd-rs: two agreeing sources required, one configured: it measures
     # and filters but never steers. Its estimate is read instead.
-    cat > "$c/ntpd-rs.toml" <<EOF
-[[source]]
-mode = "nts"
-address = "$SERVER_IP:4460"
-certificate-authority = "$CA"
-
-$fast_toml
-[synchronization]
-minimum-agreeing-sources = 2
-
-[observability]
-observation-path = "$c/ntpd-rs.sock"
-log-level = "info"
-EOF
+    client_toml "$c" ntpd-rs "$nts_source" "$fast_toml" 2
     mkdir -p "$c/chrony/run" "$c/chrony/log"; chmod 700 "$c/chrony/run"
     cat > "$c/chrony.conf" <<EOF
 server $SERVER_IP nts ntsport 4460 iburst $chrony_poll
