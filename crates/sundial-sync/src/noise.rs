@@ -154,3 +154,75 @@ impl NoiseModel {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample that queued `queued` seconds more than the quickest, on a
+    /// path whose delays spread by 1 ms.
+    fn stats(queued: f64) -> DelayStats {
+        DelayStats {
+            queued,
+            mean_queued: 2e-3,
+            excess: 0.0,
+            spread: 1e-3,
+        }
+    }
+
+    #[test]
+    fn learning_until_enough_residuals() {
+        let mut noise = NoiseModel::default();
+        for i in 0..MIN_FIT - 1 {
+            noise.record(&stats(1e-4 * i as f64), 1e-4);
+        }
+        assert_eq!(noise.rule(), Rule::Learning);
+        // Half the spread, squared.
+        assert_eq!(Rule::Learning.variance(&stats(0.0)), 0.25e-6);
+    }
+
+    #[test]
+    fn residuals_that_grow_with_queueing_pick_the_queueing_rule() {
+        let mut noise = NoiseModel::default();
+        for i in 0..HISTORY {
+            let s = stats(1e-4 * (i % 32) as f64);
+            // Exactly as far off as the queueing rule says, either way.
+            let residual = queueing(&s).sqrt() * if i % 2 == 0 { 1.0 } else { -1.0 };
+            noise.record(&s, residual);
+        }
+        match noise.rule() {
+            Rule::Queueing(scale) => assert!((scale - 1.0).abs() < 1e-9, "{scale}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn residuals_unrelated_to_the_delay_pick_the_flat_rule() {
+        let mut noise = NoiseModel::default();
+        for i in 0..HISTORY {
+            noise.record(&stats(1e-4 * (i % 32) as f64), 7e-4);
+        }
+        match noise.rule() {
+            Rule::Flat(variance) => assert!((variance - 49e-8).abs() < 1e-15, "{variance}"),
+            other => panic!("{other:?}"),
+        }
+        // Every ordinary sample then weighs the same, quick or not.
+        let rule = noise.rule();
+        assert_eq!(rule.variance(&stats(0.0)), rule.variance(&stats(3e-3)));
+    }
+
+    #[test]
+    fn a_spike_teaches_nothing_and_weighs_its_half_excess() {
+        let spike = DelayStats {
+            excess: 50e-3,
+            ..stats(52e-3)
+        };
+        assert!(NoiseModel::is_spike(&spike));
+        let mut noise = NoiseModel::default();
+        for _ in 0..HISTORY {
+            noise.record(&spike, 25e-3);
+        }
+        assert_eq!(noise.rule(), Rule::Learning);
+        assert!(Rule::Flat(1e-6).variance(&spike) >= 25e-3 * 25e-3);
+    }
+}
