@@ -37,8 +37,8 @@ use tracing::Instrument;
 pub use backoff::RetryBackoff;
 pub use cert_time::{CertTimeCheck, SynchronizedUpdates};
 pub use ke_client::{
-    KeError, KeOutcome, KeReport, client_config_at, key_exchange, key_exchange_report,
-    key_exchange_using, key_exchange_with,
+    KeError, KeOutcome, KeReport, TrustAnchors, client_config_at, key_exchange,
+    key_exchange_report, key_exchange_using, key_exchange_with, read_certificate_file,
 };
 pub use ntp::NtpSocket;
 

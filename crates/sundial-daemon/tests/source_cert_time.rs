@@ -17,7 +17,7 @@ use rustls::time_provider::TimeProvider;
 use sundial_daemon::server::nts_ke::Announce;
 use sundial_daemon::source::cert_time::DeferredTimeVerifier;
 use sundial_daemon::source::{
-    CertTimeCheck, KeError, SynchronizedUpdates, client_config_at, key_exchange_using,
+    CertTimeCheck, KeError, SynchronizedUpdates, TrustAnchors, client_config_at, key_exchange_using,
 };
 use sundial_proto::nts::aead::AeadAlgorithm;
 
@@ -106,7 +106,11 @@ fn verifier_defers_time_checks_until_n_synchronized_updates() {
 }
 
 async fn ke(running: &KeServer, pki: &Pki, check: &CertTimeCheck) -> Result<(), KeError> {
-    let config = client_config_at(Some(&pki.ca_path), check, Some(ten_years_ahead()))?;
+    let config = client_config_at(
+        TrustAnchors::with_system(Some(&pki.ca_path)),
+        check,
+        Some(ten_years_ahead()),
+    )?;
     key_exchange_using(
         "localhost",
         running.addr.port(),

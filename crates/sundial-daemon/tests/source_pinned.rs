@@ -2,12 +2,14 @@
 //! `certificate-authority` names a server's own self-signed certificate
 //! trusts exactly that certificate, at any address (a raw IP included), and
 //! nothing else — not another self-signed certificate, not the system roots.
+//! Both kinds of self-signed certificate pin: CA:FALSE, and CA:TRUE (what
+//! `openssl req -x509` makes by default).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{CertificateParams, DnType, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use sundial_daemon::server::nts_ke::{self, Announce};
 use sundial_daemon::source::{KE_TIMEOUT, KeError, key_exchange};
 use sundial_proto::nts::aead::AeadAlgorithm;
@@ -17,10 +19,22 @@ use tokio_util::sync::CancellationToken;
 /// A self-signed (not CA) certificate for `names`, written as `<stem>.pem`
 /// and `<stem>.key`.
 fn self_signed(dir: &Path, stem: &str, names: &[&str], expired: bool) -> (PathBuf, PathBuf) {
+    self_signed_as(dir, stem, names, expired, IsCa::NoCa)
+}
+
+/// As [`self_signed`], with basic constraints `is_ca`.
+fn self_signed_as(
+    dir: &Path,
+    stem: &str,
+    names: &[&str],
+    expired: bool,
+    is_ca: IsCa,
+) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(DnType::CommonName, stem);
+    params.is_ca = is_ca;
     if expired {
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
         params.not_after = rcgen::date_time_ymd(2001, 1, 1);
@@ -132,4 +146,69 @@ async fn an_expired_pin_is_refused() {
         ),
         "{result:?}"
     );
+}
+
+#[tokio::test]
+async fn a_pinned_self_signed_ca_true_certificate_is_trusted_exactly() {
+    // `openssl req -x509 -addext subjectAltName=...` marks the certificate
+    // CA:TRUE. A chain check refuses it as the server's own certificate
+    // (CaUsedAsEndEntity); as a pin it is what the server presents, byte
+    // for byte, and is trusted.
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = CancellationToken::new();
+    let ca_true = IsCa::Ca(BasicConstraints::Unconstrained);
+    let (server_pem, server_key) =
+        self_signed_as(dir.path(), "server", &["localhost"], false, ca_true);
+    assert!(sundial_daemon::source::trust::is_ca(&der_of(&server_pem)));
+    let port = serve(&server_pem, &server_key, &cancel).await;
+    assert_eq!(ke("localhost", port, &server_pem).await.unwrap(), 8);
+    assert_eq!(ke("127.0.0.1", port, &server_pem).await.unwrap(), 8);
+
+    // Another CA:TRUE self-signed certificate for the same name is no pin
+    // of this server, and no CA of it either.
+    let (other_pem, _) = self_signed_as(dir.path(), "other", &["localhost"], false, ca_true);
+    let error = ke("localhost", port, &other_pem).await.unwrap_err();
+    assert!(matches!(error, KeError::Certificate { .. }), "{error:?}");
+    cancel.cancel();
+}
+
+#[test]
+fn an_expired_ca_true_pin_is_refused() {
+    // The dates of a pin count whatever its basic constraints: the file's
+    // CA:TRUE certificate is both a pin and a root, as the source sets it up.
+    let dir = tempfile::tempdir().unwrap();
+    let (expired_pem, _) = self_signed_as(
+        dir.path(),
+        "expired",
+        &["localhost"],
+        true,
+        IsCa::Ca(BasicConstraints::Unconstrained),
+    );
+    let der = der_of(&expired_pem);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der.clone()).unwrap();
+    let verifier = sundial_daemon::source::trust::PinnedVerifier::new(
+        vec![der.clone()],
+        roots,
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .unwrap();
+    use rustls::client::danger::ServerCertVerifier;
+    let now = rustls::pki_types::UnixTime::now();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let result = verifier.verify_server_cert(&der, &[], &name, &[], now);
+    assert!(
+        matches!(
+            result,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired
+            ))
+        ),
+        "{result:?}"
+    );
+}
+
+fn der_of(pem: &Path) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(pem).unwrap()
 }

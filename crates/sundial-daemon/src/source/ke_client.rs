@@ -159,13 +159,13 @@ pub async fn key_exchange(
 pub async fn key_exchange_with(
     host: &str,
     port: u16,
-    extra_roots: Option<&Path>,
+    trust: TrustAnchors<'_>,
     cert_time: &CertTimeCheck,
     timeout: Duration,
     aead_preference: &[AeadAlgorithm],
 ) -> Result<KeOutcome, KeError> {
     // Configuration problems are reported even when the network is down.
-    let config = client_config_at(extra_roots, cert_time, None)?;
+    let config = client_config_at(trust, cert_time, None)?;
     key_exchange_using(host, port, config, timeout, aead_preference)
         .await
         .map(|report| report.outcome)
@@ -366,45 +366,90 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
+/// What a source trusts: its `certificate-authority` file (CAs, and every
+/// certificate in it as a pin), and the system roots unless left out.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustAnchors<'a> {
+    /// `certificate-authority`.
+    pub file: Option<&'a Path>,
+    /// `system-roots` (default true): also trust the system's CA bundle.
+    /// Even when true, a file holding a non-CA certificate means "exactly
+    /// this server", and the system roots are left out.
+    pub system_roots: bool,
+}
+
+impl<'a> TrustAnchors<'a> {
+    /// The system roots plus `file`, the default of a source.
+    #[must_use]
+    pub fn with_system(file: Option<&'a Path>) -> Self {
+        Self {
+            file,
+            system_roots: true,
+        }
+    }
+}
+
 /// TLS 1.3 only, ALPN `ntske/1`, system roots plus the CAs in
 /// `extra_roots`; or, when that file holds server certificates that are not
 /// CAs (a self-signed server, say), exactly those pinned certificates plus
-/// the file's CAs, and no system root.
+/// the file's CAs, and no system root. Every certificate in the file is
+/// trusted when presented as it is (`trust.rs`).
 pub(crate) fn client_config(extra_roots: Option<&Path>) -> Result<Arc<ClientConfig>, KeError> {
-    client_config_at(extra_roots, &CertTimeCheck::always(), None)
+    client_config_at(
+        TrustAnchors::with_system(extra_roots),
+        &CertTimeCheck::always(),
+        None,
+    )
 }
 
-/// As `client_config`, deferring certificate time checks as `cert_time`
-/// says, and reading the time from `time` (the system clock if `None`; a
-/// test passes a clock ten years off).
+/// Reads a `certificate-authority` file: every PEM certificate in it, at
+/// least one. The daemon calls this at start so a typo stops it there.
+pub fn read_certificate_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeError> {
+    let ca_error = |detail: String| KeError::CaFile {
+        path: path.to_owned(),
+        detail,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ca_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(ca_error("no PEM certificate in the file".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// As `client_config`, with `trust`, deferring certificate time checks as
+/// `cert_time` says, and reading the time from `time` (the system clock if
+/// `None`; a test passes a clock ten years off).
 pub fn client_config_at(
-    extra_roots: Option<&Path>,
+    trust: TrustAnchors<'_>,
     cert_time: &CertTimeCheck,
     time: Option<Arc<dyn TimeProvider>>,
 ) -> Result<Arc<ClientConfig>, KeError> {
-    let mut pinned = Vec::new();
-    let mut file_cas = RootCertStore::empty();
-    if let Some(path) = extra_roots {
-        let ca_error = |detail: String| KeError::CaFile {
-            path: path.to_owned(),
-            detail,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ca_error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_error("no PEM certificate in the file".to_owned()));
+    let extra_roots = trust.file;
+    let ca_error = |detail: String| KeError::CaFile {
+        path: extra_roots.map(Path::to_owned).unwrap_or_default(),
+        detail,
+    };
+    let file_certs = match extra_roots {
+        Some(path) => read_certificate_file(path)?,
+        None => Vec::new(),
+    };
+    let mut roots = RootCertStore::empty();
+    let mut has_leaf = false;
+    for cert in &file_certs {
+        if trust::is_ca(cert) {
+            roots
+                .add(cert.clone())
+                .map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
+        } else {
+            has_leaf = true;
         }
-        for cert in certs {
-            if trust::is_ca(&cert) {
-                file_cas
-                    .add(cert)
-                    .map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
-            } else {
-                pinned.push(cert);
-            }
-        }
+    }
+    if trust.system_roots && !has_leaf {
+        // Unparsable system certificates are skipped, as browsers do.
+        let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let time = time.unwrap_or_else(|| Arc::new(DefaultTimeProvider));
@@ -415,20 +460,13 @@ pub fn client_config_at(
             host: String::new(),
             detail: format!("TLS configuration: {e}"),
         })?;
-    let ca_error = |detail: String| KeError::CaFile {
-        path: extra_roots.map(Path::to_owned).unwrap_or_default(),
-        detail,
-    };
-    let verifier: Arc<dyn ServerCertVerifier> = if pinned.is_empty() {
-        let mut roots = file_cas;
-        // Unparsable system certificates are skipped, as browsers do.
-        let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+    let verifier: Arc<dyn ServerCertVerifier> = if file_certs.is_empty() {
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
             .build()
             .map_err(|e| ca_error(e.to_string()))?
     } else {
         Arc::new(
-            trust::PinnedVerifier::new(pinned, file_cas, provider)
+            trust::PinnedVerifier::new(file_certs, roots, provider)
                 .map_err(|e| ca_error(e.to_string()))?,
         )
     };

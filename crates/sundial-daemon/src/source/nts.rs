@@ -11,7 +11,7 @@ use sundial_proto::source::Association;
 
 use super::backoff::RetryBackoff;
 use super::cert_time::CertTimeCheck;
-use super::ke_client::key_exchange_with;
+use super::ke_client::{TrustAnchors, key_exchange_with};
 use super::ntp::{LoopExit, NtpSocket, run_polls};
 use super::{KE_TIMEOUT, PollControl, SourceContext, SourceStatus, resolve};
 use crate::config::HostPort;
@@ -42,7 +42,7 @@ pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Targe
         let exchange = key_exchange_with(
             &target.address.host,
             target.address.port,
-            target.certificate_authority.as_deref(),
+            TrustAnchors::with_system(target.certificate_authority.as_deref()),
             &target.cert_time,
             KE_TIMEOUT,
             &AeadAlgorithm::SUPPORTED,

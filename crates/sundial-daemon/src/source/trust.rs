@@ -3,6 +3,13 @@
 //! (e.g. self-signed) certificate rather than a CA, exactly that
 //! certificate and nothing else (pinning, for private deployments).
 //!
+//! Every certificate in the file is also a pin: a server presenting
+//! exactly one of them (same bytes, hence the same key) is trusted whatever
+//! its basic constraints say. `openssl req -x509` marks a self-signed
+//! certificate CA:TRUE by default, and a chain check then refuses it as a
+//! leaf (`CaUsedAsEndEntity`) although the operator plainly meant "trust
+//! this server". Byte equality is the stronger check anyway.
+//!
 //! A pinned certificate is accepted byte for byte: its name is not checked
 //! against the address (the pin is stronger than a name), its validity
 //! dates are, and the server must still prove it holds the private key (the
@@ -34,8 +41,8 @@ pub fn is_ca(der: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// Accepts exactly the pinned certificates, and (if any CA is given) what
-/// chains to those CAs.
+/// Accepts exactly the pinned certificates, and (if any root is given) what
+/// chains to those roots.
 #[derive(Debug)]
 pub struct PinnedVerifier {
     pinned: Vec<CertificateDer<'static>>,
@@ -44,6 +51,8 @@ pub struct PinnedVerifier {
 }
 
 impl PinnedVerifier {
+    /// `pinned`: certificates trusted as they are; `cas`: roots a
+    /// presented chain may lead to instead (may be empty: pins only).
     pub fn new(
         pinned: Vec<CertificateDer<'static>>,
         cas: RootCertStore,
