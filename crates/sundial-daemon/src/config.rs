@@ -141,6 +141,27 @@ impl Config {
         self.sources.iter().map(SourceConfig::max_sources).sum()
     }
 
+    /// Settings that load but can never work: `sundial run` refuses to
+    /// start with them (under systemd as anywhere: a daemon that runs but
+    /// never synchronizes is worse than one that fails where it is seen),
+    /// and `sundial validate` reports them as errors.
+    #[must_use]
+    pub fn start_errors(&self) -> Vec<Warning> {
+        let mut errors = Vec::new();
+        let wanted = self.synchronization.minimum_agreeing_sources;
+        if !self.sources.is_empty() && self.max_sources() < wanted {
+            errors.push(Warning {
+                key: "synchronization.minimum-agreeing-sources".to_owned(),
+                message: format!(
+                    "at most {} source(s) are configured but {wanted} must agree: the clock would never be synchronized (set minimum-agreeing-sources = {} or add sources)",
+                    self.max_sources(),
+                    self.max_sources()
+                ),
+            });
+        }
+        errors
+    }
+
     /// Legal settings that will not do what they seem to.
     #[must_use]
     pub fn warnings(&self) -> Vec<Warning> {
@@ -153,16 +174,6 @@ impl Config {
             warn(
                 "synchronization.local-stratum".to_owned(),
                 "no [[source]] and local-stratum is 16: the server answers as unsynchronized and clients will not use it (set local-stratum if this machine's clock is the reference)".to_owned(),
-            );
-        }
-        let wanted = self.synchronization.minimum_agreeing_sources;
-        if !self.sources.is_empty() && self.max_sources() < wanted {
-            warn(
-                "synchronization.minimum-agreeing-sources".to_owned(),
-                format!(
-                    "at most {} source(s) are configured but {wanted} must agree: the clock will never be steered (lower minimum-agreeing-sources or add sources)",
-                    self.max_sources()
-                ),
             );
         }
         for (index, source) in self.sources.iter().enumerate() {

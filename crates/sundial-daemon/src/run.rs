@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::clock::linux::LinuxClock;
 use crate::clock::observe::ObserveClock;
-use crate::config::{self, Config, NtsKeServerConfig};
+use crate::config::{self, Config, NtsKeServerConfig, SourceConfig};
 use crate::discipline::{self, Discipline, Panicked, SharedState};
 use crate::keystore::{KeyStore, KeyStoreError};
 use crate::metrics::{self, MetricsStartError};
@@ -47,6 +47,13 @@ pub enum RunError {
         "[[nts-ke-server]] {0}: the [[server]] sections listen on several ports ({1}); set ntp-port to the one to announce"
     )]
     AmbiguousPort(SocketAddr, String),
+    /// A source's `certificate-authority` cannot be used: the source would
+    /// fail every key exchange, so the start stops here, naming the file.
+    #[error("[[source]] {address}: {error}")]
+    SourceTrust {
+        address: String,
+        error: source::KeError,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     /// A step beyond a panic threshold was refused: the daemon stops and
@@ -116,8 +123,34 @@ fn clock(config: &Config, observe: bool) -> Arc<dyn Clock> {
     }
 }
 
+/// Reads every source's `certificate-authority` as its key exchanges will:
+/// a typo in the path must stop the start, as a missing server key does,
+/// rather than leave a source failing in the background for ever.
+fn check_source_trust(config: &Config) -> Result<(), RunError> {
+    for source in &config.sources {
+        let (address, file) = match source {
+            SourceConfig::Nts(s) => (&s.address, s.certificate_authority.as_deref()),
+            SourceConfig::NtsPool(s) => (&s.address, s.certificate_authority.as_deref()),
+            _ => continue,
+        };
+        if file.is_none() {
+            continue;
+        }
+        let trust = source::TrustAnchors::with_system(file);
+        if let Err(error) = source::client_config_at(trust, &source::CertTimeCheck::always(), None)
+        {
+            return Err(RunError::SourceTrust {
+                address: address.to_string(),
+                error,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs until SIGTERM or SIGINT; returns once every task has stopped.
 pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
+    check_source_trust(&config)?;
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -125,13 +125,21 @@ fn the_sysadmins_client_file_loads_with_ntpd_rs_defaults() {
     assert_eq!(config.clock.timestamp_mode, TimestampMode::KernelAll);
     assert!(!config.clock.observe_only);
 
-    // ntpd-rs warns (it does not refuse) when too few sources can agree.
-    let warnings = config.warnings();
+    // ntpd-rs only warns when too few sources can agree; the file still
+    // loads, and `sundial run` refuses to start with it (a daemon that can
+    // never synchronize is better stopped where it is seen).
+    let errors = config.start_errors();
     assert!(
-        warnings
+        errors
             .iter()
             .any(|w| w.key == "synchronization.minimum-agreeing-sources"),
-        "{warnings:?}"
+        "{errors:?}"
+    );
+    assert!(
+        !config
+            .warnings()
+            .iter()
+            .any(|w| w.key == "synchronization.minimum-agreeing-sources")
     );
 }
 

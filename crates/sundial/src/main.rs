@@ -106,6 +106,13 @@ fn run(path: &Path, observe: bool) -> u8 {
             return EXIT_INVALID;
         }
     };
+    let start_errors = config.start_errors();
+    for error in &start_errors {
+        let _ = writeln!(stderr, "{}: error: {error}", path.display());
+    }
+    if !start_errors.is_empty() {
+        return EXIT_INVALID;
+    }
     drop(stderr);
     if let Err(e) = init_logging(&config.observability) {
         eprintln!("sundial: {e}");
@@ -114,6 +121,7 @@ fn run(path: &Path, observe: bool) -> u8 {
     for warning in config.warnings() {
         tracing::warn!("{}: `{}`: {}", path.display(), warning.key, warning.message);
     }
+    let config_logs_to_file = config.observability.log_path.is_some();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -124,7 +132,11 @@ fn run(path: &Path, observe: bool) -> u8 {
     match runtime.block_on(sundial_daemon::run::run(config, observe)) {
         Ok(()) => 0,
         Err(e) => {
-            tracing::error!("{e}");
+            // Once where a person sees it: stderr (the journal under
+            // systemd) always, and the log file too when logs go there.
+            if config_logs_to_file {
+                tracing::error!("{e}");
+            }
             eprintln!("sundial: {e}");
             match e {
                 sundial_daemon::run::RunError::Panic(_) => sundial_daemon::run::EXIT_PANIC,
@@ -170,6 +182,17 @@ fn validate(path: &Path, out: &mut impl Write, err: &mut impl Write) -> u8 {
         Ok(config) => {
             for warning in config.warnings() {
                 let _ = writeln!(err, "{}: warning: {warning}", path.display());
+            }
+            let start_errors = config.start_errors();
+            for error in &start_errors {
+                let _ = writeln!(
+                    err,
+                    "{}: error: {error} (sundial run refuses to start)",
+                    path.display()
+                );
+            }
+            if !start_errors.is_empty() {
+                return EXIT_INVALID;
             }
             let _ = writeln!(out, "{}: ok", path.display());
             0

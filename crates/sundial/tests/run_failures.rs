@@ -100,3 +100,62 @@ fn unknown_key_is_named_with_file_and_line() {
     assert_fails_naming(&out, &config.display().to_string());
     assert_fails_naming(&out, ":11:");
 }
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("ntp.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn validate(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["validate", "-c"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_missing_source_certificate_authority_is_named() {
+    let dir = temp_dir("source-ca");
+    let config = write_config(
+        &dir,
+        &format!(
+            "[[source]]\nmode = \"nts\"\naddress = \"127.0.0.1:1\"\ncertificate-authority = \"{}/missing-ca.pem\"\n\n[synchronization]\nminimum-agreeing-sources = 1\n\n[clock]\nobserve-only = true\n",
+            dir.display()
+        ),
+    );
+    let out = run(&config);
+    assert_fails_naming(&out, "missing-ca.pem");
+    assert_fails_naming(&out, "127.0.0.1:1");
+}
+
+#[test]
+fn fewer_sources_than_must_agree_is_an_error_for_run_and_validate() {
+    let dir = temp_dir("too-few");
+    let config = write_config(
+        &dir,
+        "[[source]]\nmode = \"server\"\naddress = \"127.0.0.1:1\"\n\n[clock]\nobserve-only = true\n",
+    );
+    let out = run(&config);
+    assert_fails_naming(&out, "minimum-agreeing-sources");
+    let checked = validate(&config);
+    assert!(!checked.status.success());
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("minimum-agreeing-sources = 1"), "{stderr}");
+    assert!(checked.stdout.is_empty());
+}
+
+#[test]
+fn a_start_up_error_is_printed_once() {
+    let dir = temp_dir("once");
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&server_config(&dir, &addr, ""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().filter(|line| line.contains(&addr)).count(),
+        1,
+        "{stderr}"
+    );
+}
