@@ -52,7 +52,7 @@ pub enum RunError {
     #[error("[[source]] {address}: {error}")]
     SourceTrust {
         address: String,
-        error: source::KeError,
+        error: Box<source::KeError>,
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -141,7 +141,7 @@ fn check_source_trust(config: &Config) -> Result<(), RunError> {
         {
             return Err(RunError::SourceTrust {
                 address: address.to_string(),
-                error,
+                error: Box::new(error),
             });
         }
     }

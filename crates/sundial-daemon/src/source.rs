@@ -13,6 +13,7 @@
 //! the token and drain the `JoinSet` to stop.
 
 mod backoff;
+pub mod cert_error;
 pub mod cert_time;
 pub mod ke_client;
 mod ntp;

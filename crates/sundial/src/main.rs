@@ -63,7 +63,19 @@ enum Command {
 const EXIT_INVALID: u8 = 1;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `query --json` promises one JSON object on stdout whatever
+            // happens, bad arguments included.
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            if e.use_stderr() && query::wants_json(&args) {
+                let _ = e.print();
+                return ExitCode::from(query::print_usage_error(&args, &e.to_string()));
+            }
+            e.exit()
+        }
+    };
     let code = match cli.command {
         Command::Run { config, observe } => run(&config::resolve_path(config.as_deref()), observe),
         Command::Validate { config } => validate(

@@ -175,6 +175,30 @@ pub fn run(args: &QueryArgs) -> u8 {
     code
 }
 
+/// Whether a command line that clap refused asked for `query --json`.
+pub fn wants_json(args: &[String]) -> bool {
+    args.first().is_some_and(|a| a == "query") && args.iter().any(|a| a == "--json")
+}
+
+/// The JSON report of a command line that did not parse (clap's message
+/// already went to stderr); returns the usage exit code.
+pub fn print_usage_error(args: &[String], clap_message: &str) -> u8 {
+    let message = clap_message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    let report = Report {
+        failure: Some(Failure::new(EXIT_USAGE, "usage", message)),
+        ..Report::default()
+    };
+    let plain = args.iter().any(|a| a == "--ntp");
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", to_json(&report, plain));
+    EXIT_USAGE
+}
+
 async fn query(args: &QueryArgs) -> Report {
     let default_port = if args.ntp { NTP_PORT } else { NTS_KE_PORT };
     let target = match HostPort::parse(&args.server, default_port) {

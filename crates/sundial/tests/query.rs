@@ -191,8 +191,13 @@ fn query_sundial_server() {
     let other_ca = ca::generate(other.path());
     let (out, _) = query(&["--ca", other_ca.ca.to_str().expect("utf-8 path"), &target]);
     assert_exit(&out, 3);
+    // Said in words, naming the CA file, not as rustls's `UnknownIssuer`.
+    let wanted = format!(
+        "the server's certificate is not signed by the CA in {}",
+        other_ca.ca.display()
+    );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("certificate"),
+        String::from_utf8_lossy(&out.stderr).contains(&wanted),
         "{}",
         text(&out)
     );
@@ -265,6 +270,20 @@ fn usage_errors_exit_2() {
     assert_exit(&out, 2);
     let (out, _) = query(&["--ca", "/nonexistent/ca.pem", "localhost"]);
     assert_exit(&out, 2);
+    // --json keeps its promise of one JSON object on bad arguments too.
+    for args in [
+        &["--json", "--timeout", "0", "localhost"][..],
+        &["--json"][..],
+        &["--json", "--bogus", "localhost"][..],
+        &["--json", "[::1"][..],
+    ] {
+        let (out, _) = query(args);
+        assert_exit(&out, 2);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out)));
+        assert_eq!(v["error"]["kind"], "usage", "{v}");
+        assert_eq!(v["exit_code"], 2, "{v}");
+    }
     let (out, _) = query(&["--help"]);
     assert_exit(&out, 0);
     assert!(

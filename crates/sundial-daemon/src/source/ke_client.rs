@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::cert_error;
 use super::cert_time::{CertTimeCheck, DeferredTimeVerifier};
 use super::trust;
 use crate::config::NTP_PORT;
@@ -93,9 +94,15 @@ pub enum KeError {
     /// The host name cannot be a TLS server name.
     #[error("`{host}` is not a valid TLS server name")]
     ServerName { host: String },
-    /// The server's certificate did not verify against the trust anchors.
-    #[error("certificate of {host} not accepted: {detail}")]
-    Certificate { host: String, detail: String },
+    /// The server's certificate did not verify against the trust anchors;
+    /// said in words (`cert_error.rs`), naming `trusted`, the source's
+    /// `certificate-authority`.
+    #[error("certificate of {host} refused: {}", cert_error::describe(reason, host, trusted.as_deref()))]
+    Certificate {
+        host: String,
+        reason: rustls::CertificateError,
+        trusted: Option<PathBuf>,
+    },
     /// Any other TLS failure (handshake alert, broken stream, TLS 1.2-only
     /// server).
     #[error("TLS with {host}: {source}")]
@@ -116,6 +123,20 @@ pub enum KeError {
 }
 
 impl KeError {
+    /// Names `file` (the `certificate-authority` the exchange trusted) in a
+    /// certificate error.
+    #[must_use]
+    pub fn trusting(self, file: Option<&Path>) -> Self {
+        match self {
+            Self::Certificate { host, reason, .. } => Self::Certificate {
+                host,
+                reason,
+                trusted: file.map(Path::to_owned),
+            },
+            other => other,
+        }
+    }
+
     /// Whether a sysadmin must act (trust anchors, CA file) rather than
     /// wait for the network or the server to recover.
     pub fn needs_operator(&self) -> bool {
@@ -169,6 +190,7 @@ pub async fn key_exchange_with(
     key_exchange_using(host, port, config, timeout, aead_preference)
         .await
         .map(|report| report.outcome)
+        .map_err(|e| e.trusting(trust.file))
 }
 
 /// As [`key_exchange`], keeping the TLS details. `timeout` covers DNS, TCP,
@@ -182,7 +204,9 @@ pub async fn key_exchange_report(
 ) -> Result<KeReport, KeError> {
     // Configuration problems are reported even when the network is down.
     let config = client_config(extra_roots)?;
-    key_exchange_using(host, port, config, timeout, aead_preference).await
+    key_exchange_using(host, port, config, timeout, aead_preference)
+        .await
+        .map_err(|e| e.trusting(extra_roots))
 }
 
 /// One key exchange with a TLS configuration from [`client_config_at`].
@@ -341,7 +365,8 @@ fn classify_tls(host: &str, source: io::Error) -> KeError {
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(reason)) => KeError::Certificate {
             host: host.to_owned(),
-            detail: format!("{reason:?}"),
+            reason: reason.clone(),
+            trusted: None,
         },
         _ => KeError::Tls {
             host: host.to_owned(),
