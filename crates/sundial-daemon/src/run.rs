@@ -128,15 +128,23 @@ fn clock(config: &Config, observe: bool) -> Arc<dyn Clock> {
 /// rather than leave a source failing in the background for ever.
 fn check_source_trust(config: &Config) -> Result<(), RunError> {
     for source in &config.sources {
-        let (address, file) = match source {
-            SourceConfig::Nts(s) => (&s.address, s.certificate_authority.as_deref()),
-            SourceConfig::NtsPool(s) => (&s.address, s.certificate_authority.as_deref()),
+        let (address, file, system_roots) = match source {
+            SourceConfig::Nts(s) => (
+                &s.address,
+                s.certificate_authority.as_deref(),
+                s.system_roots,
+            ),
+            SourceConfig::NtsPool(s) => (
+                &s.address,
+                s.certificate_authority.as_deref(),
+                s.system_roots,
+            ),
             _ => continue,
         };
         if file.is_none() {
             continue;
         }
-        let trust = source::TrustAnchors::with_system(file);
+        let trust = source::TrustAnchors { file, system_roots };
         if let Err(error) = source::client_config_at(trust, &source::CertTimeCheck::always(), None)
         {
             return Err(RunError::SourceTrust {

@@ -263,6 +263,7 @@ pub fn spawn_sources(
                 Kind::Nts(nts::Target {
                     address: n.address.clone(),
                     certificate_authority: n.certificate_authority.clone(),
+                    system_roots: n.system_roots,
                     cert_time: cert_time.clone(),
                 }),
             ),

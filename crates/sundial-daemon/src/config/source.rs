@@ -86,6 +86,7 @@ impl SourceMode {
             Self::Nts => &[
                 "address",
                 "certificate-authority",
+                "system-roots",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -93,6 +94,7 @@ impl SourceMode {
             Self::NtsPool => &[
                 "address",
                 "certificate-authority",
+                "system-roots",
                 "count",
                 "ntp-version",
                 POLL[0],
@@ -237,6 +239,9 @@ pub struct NtsSource {
     pub address: HostPort,
     /// Extra CA certificate (PEM) trusted besides the system roots.
     pub certificate_authority: Option<PathBuf>,
+    /// sundial addition (chrony's `nosystemcert`): `false` trusts only
+    /// `certificate-authority`, never the system roots (default true).
+    pub system_roots: bool,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
     /// Per-source poll settings.
@@ -250,6 +255,8 @@ pub struct NtsPoolSource {
     pub address: HostPort,
     /// Extra CA certificate (PEM).
     pub certificate_authority: Option<PathBuf>,
+    /// As for `nts`: `false` leaves out the system roots.
+    pub system_roots: bool,
     /// Most servers used at once (default 4).
     pub count: usize,
     /// Protocol version to speak.
@@ -285,6 +292,7 @@ pub(crate) struct RawSource {
     mode: SourceMode,
     address: Option<String>,
     certificate_authority: Option<PathBuf>,
+    system_roots: Option<bool>,
     count: Option<usize>,
     ignore: Option<Vec<IpAddr>>,
     ntp_version: Option<NtpVersion>,
@@ -308,6 +316,7 @@ impl RawSource {
             self.certificate_authority.is_some(),
             "certificate-authority",
         );
+        note(self.system_roots.is_some(), "system-roots");
         note(self.count.is_some(), "count");
         note(self.ignore.is_some(), "ignore");
         note(self.ntp_version.is_some(), "ntp-version");
@@ -385,6 +394,13 @@ impl RawSource {
             None
         };
 
+        if self.system_roots == Some(false) && self.certificate_authority.is_none() {
+            problems.push(Problem::new(
+                at.key("system-roots"),
+                "system-roots = false leaves nothing to trust: set certificate-authority to the CA (or the server certificate) this source trusts",
+            ));
+        }
+
         let count = self.count.unwrap_or_else(default_pool_count);
         if self.count == Some(0) {
             problems.push(Problem::new(
@@ -444,12 +460,14 @@ impl RawSource {
             SourceMode::Nts => SourceConfig::Nts(NtsSource {
                 address: address?,
                 certificate_authority: self.certificate_authority,
+                system_roots: self.system_roots.unwrap_or(true),
                 ntp_version,
                 poll,
             }),
             SourceMode::NtsPool => SourceConfig::NtsPool(NtsPoolSource {
                 address: address?,
                 certificate_authority: self.certificate_authority,
+                system_roots: self.system_roots.unwrap_or(true),
                 count,
                 ntp_version,
                 poll,

@@ -26,6 +26,8 @@ pub(crate) struct Target {
     /// The NTS-KE host and port.
     pub(crate) address: HostPort,
     pub(crate) certificate_authority: Option<PathBuf>,
+    /// `system-roots`.
+    pub(crate) system_roots: bool,
     /// `certificate-time-check-after`.
     pub(crate) cert_time: CertTimeCheck,
 }
@@ -42,7 +44,10 @@ pub(crate) async fn run(ctx: SourceContext, mut poll: PollControl, target: Targe
         let exchange = key_exchange_with(
             &target.address.host,
             target.address.port,
-            TrustAnchors::with_system(target.certificate_authority.as_deref()),
+            TrustAnchors {
+                file: target.certificate_authority.as_deref(),
+                system_roots: target.system_roots,
+            },
             &target.cert_time,
             KE_TIMEOUT,
             &AeadAlgorithm::SUPPORTED,
