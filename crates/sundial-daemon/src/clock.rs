@@ -2,6 +2,7 @@
 //! the real kernel clock, an observe-only clock that never changes anything,
 //! or a test double.
 
+pub mod jump;
 pub mod linux;
 pub mod observe;
 

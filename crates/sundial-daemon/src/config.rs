@@ -209,6 +209,12 @@ impl Config {
             }
         }
         for (index, ke) in self.nts_ke_servers.iter().enumerate() {
+            if ke.accept_ntp_versions.contains(&5) {
+                warn(
+                    format!("nts-ke-server[{index}].accept-ntp-versions"),
+                    "sundial negotiates NTPv4 only; version 5 is never offered".to_owned(),
+                );
+            }
             if !ke.authorized_pool_server_certificates.is_empty()
                 || !ke.accepted_pool_authentication_tokens.is_empty()
             {
@@ -217,6 +223,25 @@ impl Config {
                     "NTS pool settings are accepted but sundial does not implement the NTS pool protocol; they are ignored".to_owned(),
                 );
             }
+        }
+        if self.clock.clock.is_some() {
+            warn(
+                "clock.clock".to_owned(),
+                "sundial disciplines the system clock (CLOCK_REALTIME) only; this PTP clock is ignored".to_owned(),
+            );
+        }
+        if self.clock.interface.is_some() {
+            warn(
+                "clock.interface".to_owned(),
+                "sundial takes kernel timestamps on every interface; this setting is ignored"
+                    .to_owned(),
+            );
+        }
+        if self.clock.timestamp_mode != TimestampMode::default() {
+            warn(
+                "clock.timestamp-mode".to_owned(),
+                "sundial always takes kernel receive timestamps and reads the transmit time just before sending; this setting is ignored".to_owned(),
+            );
         }
         if !self.nts_ke_servers.is_empty() && self.keyset.key_storage_path.is_none() {
             warn(

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::clock::jump::{self, LedgerClock, StepLedger};
 use crate::clock::linux::LinuxClock;
 use crate::clock::observe::ObserveClock;
 use crate::config::{self, Config, NtsKeServerConfig, SourceConfig};
@@ -113,14 +114,16 @@ fn v6_only(config: &Config, addr: SocketAddr) -> bool {
 }
 
 /// The clock the discipline steers: the kernel's, or with `--observe` /
-/// `[clock] observe-only` one that only records what it would have done.
-fn clock(config: &Config, observe: bool) -> Arc<dyn Clock> {
-    if observe || config.clock.observe_only {
+/// `[clock] observe-only` one that only records what it would have done;
+/// its steps recorded in `ledger` so warn-on-jump knows them for ours.
+fn clock(config: &Config, observe: bool, ledger: &StepLedger) -> Arc<dyn Clock> {
+    let inner: Arc<dyn Clock> = if observe || config.clock.observe_only {
         tracing::info!("observe-only: measuring and serving, never changing the clock");
         Arc::new(ObserveClock::new())
     } else {
         Arc::new(LinuxClock::new())
-    }
+    };
+    Arc::new(LedgerClock::new(inner, ledger.clone()))
 }
 
 /// Reads every source's `certificate-authority` as its key exchanges will:
@@ -162,6 +165,8 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    // Steps this daemon makes, so warn-on-jump reports only others'.
+    let steps = StepLedger::new();
 
     // The process with a KE server owns the key file; an NTP-only process
     // with a key file reads the one its fleet's KE server writes.
@@ -204,7 +209,7 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
             .map_or(0.0, |k| k.frequency_ppm);
         let discipline = Discipline::new(
             discipline::settings(&config),
-            clock(&config, observe),
+            clock(&config, observe, &steps),
             shared.clone(),
             &running.handles,
             frequency,
@@ -266,6 +271,11 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
             tasks.spawn(store.clone().run_follow(cancel.clone()));
         }
         None => {}
+    }
+
+    if config.synchronization.warn_on_jump {
+        // Detection only, in observe mode too: the clock is never touched.
+        tasks.spawn(jump::watch(steps.clone(), cancel.clone()));
     }
 
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;

@@ -294,3 +294,38 @@ fn observe_only_is_a_clock_setting() {
     assert!(config.clock.observe_only);
     assert!(!config.steers_clock());
 }
+
+#[test]
+fn accepted_but_ignored_keys_are_warned_about() {
+    let config = load(
+        r#"
+[[server]]
+listen = "127.0.0.1:123"
+
+[[nts-ke-server]]
+listen = "127.0.0.1:4460"
+certificate-chain-path = "/c"
+private-key-path = "/k"
+accept-ntp-versions = [4, 5]
+
+[keyset]
+key-storage-path = "/var/lib/sundial/keys"
+
+[clock]
+clock = "/dev/ptp0"
+interface = "eth0"
+timestamp-mode = "hardware"
+"#,
+    );
+    let warned: Vec<String> = config.warnings().into_iter().map(|w| w.key).collect();
+    for key in [
+        "nts-ke-server[0].accept-ntp-versions",
+        "clock.clock",
+        "clock.interface",
+        "clock.timestamp-mode",
+    ] {
+        assert!(warned.contains(&key.to_owned()), "{key}: {warned:?}");
+    }
+    // warn-on-jump is implemented (clock/jump.rs), so it is no warning.
+    assert!(!warned.iter().any(|k| k.contains("warn-on-jump")));
+}
