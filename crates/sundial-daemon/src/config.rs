@@ -322,7 +322,9 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let root = KeyPath::root();
     let mut sources = Vec::with_capacity(raw.source.len());
     for (index, source) in raw.source.into_iter().enumerate() {
-        if let Some(source) = source.into_source(&root.key("source").index(index), &mut problems) {
+        let at = root.key("source").index(index);
+        if let Some(source) = source.into_source(&at, &mut problems) {
+            poll::check_effective(&source, &raw.source_defaults, &at, &mut problems);
             sources.push(source);
         }
     }

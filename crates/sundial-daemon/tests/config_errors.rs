@@ -411,3 +411,33 @@ fn unreadable_file_names_the_path() {
         other => panic!("expected a read error, got {other:?}"),
     }
 }
+
+#[test]
+fn inherited_poll_limits_are_checked_as_they_combine() {
+    // min 11 on the source, max 10 from the defaults.
+    assert_error(
+        &format!("{SOURCE}poll-interval-limits = {{ min = 11 }}\n"),
+        "source[0].poll-interval-limits",
+        4,
+        1,
+        "max (10) comes from [source-defaults]",
+    );
+    // max 3 on the source, min from written defaults.
+    assert_error(
+        &format!(
+            "{SOURCE}poll-interval-limits = {{ max = 3 }}\n[source-defaults]\npoll-interval-limits = {{ min = 5, max = 9 }}\n"
+        ),
+        "source[0].poll-interval-limits",
+        4,
+        1,
+        "min (5) comes from [source-defaults]",
+    );
+    // Raising the default max makes the same override fine.
+    let text = format!(
+        "{SOURCE}poll-interval-limits = {{ min = 11 }}\n[source-defaults]\npoll-interval-limits = {{ min = 4, max = 12 }}\n"
+    );
+    assert!(
+        sundial_daemon::config::parse(&text, std::path::Path::new("t.toml")).is_ok(),
+        "{text}"
+    );
+}

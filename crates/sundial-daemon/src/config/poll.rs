@@ -121,6 +121,45 @@ impl SourceDefaults {
     }
 }
 
+/// A bound given on a source combines with the other bound inherited from
+/// `[source-defaults]`: `{ min = 11 }` under the default max 10 is min >
+/// max though each table alone is fine. Checks the limits in force.
+pub(crate) fn check_effective(
+    source: &super::SourceConfig,
+    defaults: &SourceDefaults,
+    at: &KeyPath,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(overrides) = source.poll() else {
+        return;
+    };
+    let Some(written) = overrides.poll_interval_limits else {
+        return;
+    };
+    let limits = overrides.limits(defaults);
+    if limits.min <= limits.max {
+        return;
+    }
+    let inherited = match (written.min, written.max) {
+        (Some(_), None) => format!(
+            "max ({}) comes from [source-defaults] poll-interval-limits",
+            limits.max
+        ),
+        (None, Some(_)) => format!(
+            "min ({}) comes from [source-defaults] poll-interval-limits",
+            limits.min
+        ),
+        _ => return, // both written: check_limits reported it
+    };
+    problems.push(Problem::new(
+        at.key("poll-interval-limits"),
+        format!(
+            "the poll interval limits in force are min {} > max {}: {inherited}; give both bounds here",
+            limits.min, limits.max
+        ),
+    ));
+}
+
 pub(crate) fn check_exponent(value: i8, at: &KeyPath, problems: &mut Vec<Problem>) {
     if !(MIN_POLL..=MAX_POLL).contains(&value) {
         problems.push(Problem::new(

@@ -194,6 +194,18 @@ impl SourceConfig {
         }
     }
 
+    /// The poll settings of a source that is polled (not sock or pps).
+    #[must_use]
+    pub fn poll(&self) -> Option<&PollOverrides> {
+        match self {
+            Self::Server(s) => Some(&s.poll),
+            Self::Pool(s) => Some(&s.poll),
+            Self::Nts(s) => Some(&s.poll),
+            Self::NtsPool(s) => Some(&s.poll),
+            Self::Sock(_) | Self::Pps(_) => None,
+        }
+    }
+
     /// How many time sources this entry can contribute (a pool counts as
     /// `count`), for comparing with `minimum-agreeing-sources`.
     #[must_use]
