@@ -17,7 +17,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +38,13 @@ pub type SharedKeySet = Arc<RwLock<KeySet>>;
 pub enum KeyStoreError {
     #[error("{}: cannot read the key file: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
+    /// A fleet reader (no `[[nts-ke-server]]`) found no key file: only the
+    /// owner creates it.
+    #[error(
+        "{}: no key file yet. This process has no [[nts-ke-server]], so it only reads the key file its fleet's [[nts-ke-server]] writes: start the [[nts-ke-server]] owner first (same key-storage-path), or copy its key file here",
+        path.display()
+    )]
+    NoSharedFile { path: PathBuf },
     #[error("{}: the key file is not a valid sundial keyset: {source}", path.display())]
     Decode { path: PathBuf, source: KeySetError },
     #[error("{}: cannot write the key file: {source}", path.display())]
@@ -49,6 +56,8 @@ pub enum KeyStoreError {
 pub struct KeyStore {
     path: Option<PathBuf>,
     keys: SharedKeySet,
+    /// Generated or rotated at open and not stored yet ([`Self::commit`]).
+    unsaved: bool,
 }
 
 /// How often a reader checks the shared key file.
@@ -74,6 +83,15 @@ impl KeyStore {
     /// there is no file yet; rotates it if rotations were missed while the
     /// daemon was down.
     pub fn open(config: &KeysetConfig) -> Result<Self, KeyStoreError> {
+        let mut store = Self::open_unsaved(config)?;
+        store.commit()?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], but a new or rotated keyset is only stored by
+    /// [`Self::commit`]: the daemon commits once every socket is bound, so a
+    /// start that fails (a port in use) leaves no key file behind.
+    pub fn open_unsaved(config: &KeysetConfig) -> Result<Self, KeyStoreError> {
         let settings = proto_config(config);
         let now = unix_now();
         let mut rng = rand::rng();
@@ -81,6 +99,7 @@ impl KeyStore {
             return Ok(Self {
                 path: None,
                 keys: Arc::new(RwLock::new(KeySet::generate(settings, now, &mut rng))),
+                unsaved: false,
             });
         };
         let (mut keyset, mut dirty) = match fs::read(&path) {
@@ -101,16 +120,28 @@ impl KeyStore {
         };
         remove_stale_temporaries(&path);
         dirty |= keyset.rotate_if_due(now, &mut rng);
-        if dirty {
-            write_atomically(&path, &keyset.encode()).map_err(|source| KeyStoreError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        }
         Ok(Self {
             path: Some(path),
             keys: Arc::new(RwLock::new(keyset)),
+            unsaved: dirty,
         })
+    }
+
+    /// Stores what [`Self::open_unsaved`] generated or rotated, if anything.
+    pub fn commit(&mut self) -> Result<(), KeyStoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.unsaved {
+            return Ok(());
+        }
+        let encoded = self.keys.read().map(|k| k.encode()).unwrap_or_default();
+        write_atomically(path, &encoded).map_err(|source| KeyStoreError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        self.unsaved = false;
+        Ok(())
     }
 
     /// Opens the key file read-only, for an NTP server of a fleet whose
@@ -124,11 +155,17 @@ impl KeyStore {
                 path: PathBuf::new(),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "no key-storage-path"),
             })?;
-        let keyset = read_keyset(&path, settings)?;
+        let keyset = read_keyset(&path, settings).map_err(|e| match e {
+            KeyStoreError::Read { path, source } if source.kind() == io::ErrorKind::NotFound => {
+                KeyStoreError::NoSharedFile { path }
+            }
+            other => other,
+        })?;
         tracing::info!(path = %path.display(), current = keyset.current_id(), "following the shared NTS cookie key file (read-only)");
         Ok(Self {
             path: Some(path),
             keys: Arc::new(RwLock::new(keyset)),
+            unsaved: false,
         })
     }
 
@@ -260,13 +297,17 @@ fn remove_stale_temporaries(path: &Path) {
 }
 
 /// Writes `bytes` to `path` so that a crash at any point leaves either the
-/// old file or the new one, never a mix; mode 0600.
+/// old file or the new one, never a mix; mode 0600. Directories it has to
+/// create get mode 0700: they hold nothing but secrets.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
     let file_name = path.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -321,6 +362,8 @@ mod tests {
         let first = KeyStore::open(&config(&path)).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let created = fs::metadata(dir.join("keys")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(created, 0o700, "a key directory sundial creates is private");
         let id = first.shared().read().unwrap().current_id();
         let again = KeyStore::open(&config(&path)).unwrap();
         assert_eq!(again.shared().read().unwrap().current_id(), id);
@@ -355,10 +398,17 @@ mod tests {
     fn a_reader_needs_the_file_and_never_writes_it() {
         let dir = temp_dir("reader");
         let path = dir.join("ntskeys");
-        assert!(matches!(
-            KeyStore::open_reader(&config(&path)),
-            Err(KeyStoreError::Read { .. })
-        ));
+        let missing = KeyStore::open_reader(&config(&path)).unwrap_err();
+        assert!(
+            matches!(missing, KeyStoreError::NoSharedFile { .. }),
+            "{missing}"
+        );
+        let said = missing.to_string();
+        assert!(
+            said.contains("start the [[nts-ke-server]] owner first"),
+            "{said}"
+        );
+        assert!(said.contains("copy its key file here"), "{said}");
         let owner = KeyStore::open(&config(&path)).unwrap();
         let before = fs::read(&path).unwrap();
         let reader = KeyStore::open_reader(&config(&path)).unwrap();
@@ -403,6 +453,24 @@ mod tests {
         let _ = store.rotate_now();
         let after = store.shared().read().unwrap().current_id();
         assert_ne!(before, after, "rotated in memory despite the failed store");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unsaved_keyset_is_written_only_on_commit() {
+        let dir = temp_dir("unsaved");
+        let path = dir.join("keys/ntskeys");
+        let mut store = KeyStore::open_unsaved(&config(&path)).unwrap();
+        assert!(!path.exists(), "nothing written before commit");
+        assert!(!dir.join("keys").exists());
+        store.commit().unwrap();
+        let stored = fs::read(&path).unwrap();
+        let again = KeyStore::open_unsaved(&config(&path)).unwrap();
+        assert_eq!(
+            again.shared().read().unwrap().current_id(),
+            store.shared().read().unwrap().current_id()
+        );
+        assert_eq!(fs::read(&path).unwrap(), stored);
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -171,8 +171,10 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     // The process with a KE server owns the key file; an NTP-only process
     // with a key file reads the one its fleet's KE server writes.
     let owner = !config.nts_ke_servers.is_empty();
-    let keys = match (owner, config.keyset.key_storage_path.is_some()) {
-        (true, _) => Some(KeyStore::open(&config.keyset)?),
+    let mut keys = match (owner, config.keyset.key_storage_path.is_some()) {
+        // Stored only once every socket is bound (`commit` below): a start
+        // that fails leaves no key file behind.
+        (true, _) => Some(KeyStore::open_unsaved(&config.keyset)?),
         (false, true) => Some(KeyStore::open_reader(&config.keyset)?),
         (false, false) => None,
     };
@@ -256,6 +258,11 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         tasks.spawn(listener.run(move || observed.snapshot(SystemTime::now()), cancel.clone()));
     }
 
+    // Every socket is bound: the start can no longer fail for want of
+    // one, so a new keyset may be stored (before rotation can write too).
+    if let Some(store) = keys.as_mut() {
+        store.commit()?;
+    }
     for listener in ntp_listeners {
         let shared = keys.as_ref().map(KeyStore::shared);
         tasks.spawn(listener.run(shared, Arc::clone(&state), cancel.clone()));

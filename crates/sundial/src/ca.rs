@@ -11,7 +11,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -285,13 +285,16 @@ pub(crate) fn generate_pem(
         .collect())
 }
 
-/// Creates `dir` (mode 0700, parents as needed) unless it exists; returns
-/// its absolute path for the config lines.
+/// Creates `dir` (mode 0755, parents as needed) unless it exists; returns
+/// its absolute path for the config lines. Not 0700: ca.pem and the
+/// certificates are public, and a daemon running as another user (chronyd
+/// drops to `_chrony`) must be able to reach them; the two keys are
+/// protected by their own mode 0600.
 fn prepare_dir(dir: &Path) -> Result<PathBuf, CaError> {
     if !dir.is_dir() {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o755)
             .create(dir)
             .map_err(|e| CaError::Io(dir.to_owned(), e))?;
     }
@@ -393,10 +396,36 @@ fn print_summary(
     writeln!(out, "  address = {address:?}")?;
     writeln!(out, "  certificate-authority = {:?}", path("ca.pem"))?;
     writeln!(out)?;
+    writeln!(
+        out,
+        "  # with fewer than 3 sources, also [synchronization] minimum-agreeing-sources"
+    )?;
+    writeln!(out)?;
     writeln!(out, "Clients (chrony, in chrony.conf):")?;
     writeln!(out, "  ntstrustedcerts {}", path("ca.pem"))?;
     writeln!(out, "  server {address} nts iburst")?;
+    if let Some(closed) = closed_to_others(dir) {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Note: {} is closed to other users (no o+x), so a daemon running as another user \
+             (chronyd runs as _chrony) cannot read ca.pem here: copy ca.pem where it can \
+             (e.g. /etc/chrony/), or open that directory.",
+            closed.display()
+        )?;
+    }
     Ok(())
+}
+
+/// The first directory from the root down to `dir` that other users cannot
+/// pass through, if any: behind it, ca.pem's own 0644 does not help.
+fn closed_to_others(dir: &Path) -> Option<PathBuf> {
+    let mut chain: Vec<&Path> = dir.ancestors().collect();
+    chain.reverse();
+    chain.into_iter().find_map(|d| {
+        let mode = fs::metadata(d).ok()?.permissions().mode();
+        (mode & 0o001 == 0).then(|| d.to_owned())
+    })
 }
 
 #[cfg(test)]

@@ -90,7 +90,9 @@ fn writes_the_ca_and_server_files_with_private_keys_private() {
     let out = dir.join("tls/nested");
     let stdout = assert_ok(&ca("time.test", &["127.0.0.1", "::1"], &out, &[]));
 
-    assert_eq!(mode(&out), 0o700, "a directory it creates is private");
+    // Open to other users (chronyd reads ca.pem as _chrony); the keys are
+    // protected by their own mode.
+    assert_eq!(mode(&out), 0o755, "a directory it creates can be passed");
     for name in FILES {
         assert!(out.join(name).is_file(), "{name} missing");
     }
@@ -556,4 +558,27 @@ fn chrony_accepts_the_certificate_and_metrics_count_the_exchange() {
         guard.terminate(STEP).is_some_and(|s| s.success()),
         "sundial exit"
     );
+}
+
+#[test]
+fn ca_pem_behind_a_closed_directory_is_pointed_out() {
+    let dir = TempDir::new("ca-closed");
+    // The test's own directory is open; one below it is closed.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let closed = dir.join("private");
+    fs::create_dir_all(&closed).unwrap();
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+    let out = closed.join("tls");
+    let stdout = assert_ok(&ca("time.test", &[], &out, &[]));
+    assert_eq!(mode(&out.join("ca.pem")), 0o644);
+    assert!(
+        stdout.contains(&format!(
+            "Note: {} is closed to other users",
+            closed.display()
+        )),
+        "{stdout}"
+    );
+    // Where every directory can be passed, no note.
+    let stdout = assert_ok(&ca("time.test", &[], &dir.join("open/tls"), &[]));
+    assert!(!stdout.contains("Note:"), "{stdout}");
 }

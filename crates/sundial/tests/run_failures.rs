@@ -52,6 +52,7 @@ fn missing_certificate_is_named() {
     let dir = temp_dir("cert");
     let out = run(&server_config(&dir, "127.0.0.1:0", ""));
     assert_fails_naming(&out, "missing-chain.pem");
+    assert!(!dir.join("ntskeys").exists());
 }
 
 #[test]
@@ -70,6 +71,10 @@ fn port_in_use_is_named() {
     let addr = taken.local_addr().unwrap().to_string();
     let out = run(&server_config(&dir, &addr, ""));
     assert_fails_naming(&out, &addr);
+    assert!(
+        !dir.join("ntskeys").exists(),
+        "a failed start leaves no key file behind"
+    );
 }
 
 #[test]
@@ -158,4 +163,21 @@ fn a_start_up_error_is_printed_once() {
         1,
         "{stderr}"
     );
+}
+
+#[test]
+fn a_fleet_reader_started_before_its_owner_says_what_to_do() {
+    let dir = temp_dir("reader-first");
+    let config = write_config(
+        &dir,
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:0\"\n\n[keyset]\nkey-storage-path = \"{}/ntskeys\"\n",
+            dir.display()
+        ),
+    );
+    let out = run(&config);
+    assert_fails_naming(&out, "ntskeys");
+    assert_fails_naming(&out, "start the [[nts-ke-server]] owner first");
+    assert_fails_naming(&out, "copy its key file here");
+    assert!(!dir.join("ntskeys").exists(), "a reader never writes it");
 }
