@@ -49,7 +49,7 @@ pub use source::{
     ServerSource, SockSource, SourceConfig, SourceMode,
 };
 pub use step::StepThreshold;
-pub use sync::{ReferenceId, SynchronizationConfig};
+pub use sync::{LOCAL_CLOCK_REFID, ReferenceId, SynchronizationConfig};
 
 use locate::Document;
 use source::RawSource;
@@ -174,6 +174,17 @@ impl Config {
             warn(
                 "synchronization.local-stratum".to_owned(),
                 "no [[source]] and local-stratum is 16: the server answers as unsynchronized and clients will not use it (set local-stratum if this machine's clock is the reference)".to_owned(),
+            );
+        }
+        if self.synchronization.reference_id.is_some()
+            && (2..=15).contains(&self.synchronization.local_stratum)
+        {
+            warn(
+                "synchronization.reference-id".to_owned(),
+                format!(
+                    "served at local-stratum 1 only; at local-stratum {} sundial announces 127.127.1.1 (local clock), as chrony does",
+                    self.synchronization.local_stratum
+                ),
             );
         }
         for (index, source) in self.sources.iter().enumerate() {

@@ -97,10 +97,7 @@ fn announce(config: &Config, ke: &NtsKeServerConfig) -> Result<Announce, RunErro
 /// `local-stratum` (16, unsynchronized, unless configured).
 fn state_fn(config: &Config) -> StateFn {
     let stratum = config.synchronization.local_stratum;
-    let id = config
-        .synchronization
-        .reference_id
-        .map_or(ReferenceId(*b"LOCL"), |r| ReferenceId(r.0));
+    let id = ReferenceId(config.synchronization.local_reference_id());
     Arc::new(move |now| ServerState::local(stratum, id, now))
 }
 
@@ -190,10 +187,7 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     let state = if config.sources.is_empty() {
         observed.local = Some(status::LocalClock {
             stratum: config.synchronization.local_stratum,
-            reference_id: config
-                .synchronization
-                .reference_id
-                .map_or(*b"LOCL", |r| r.0),
+            reference_id: config.synchronization.local_reference_id(),
         });
         state_fn(&config)
     } else {

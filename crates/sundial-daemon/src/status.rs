@@ -409,6 +409,18 @@ pub fn reference_id_text(stratum: u8, id: [u8; 4]) -> String {
     }
 }
 
+/// What a reference id means to a person, when it is one of the local
+/// clock's: "LOCL" at stratum 1, 127.127.1.1 above (chrony's and ntpd's
+/// local clock). `text` is [`reference_id_text`]'s.
+#[must_use]
+pub fn reference_id_meaning(text: &str) -> Option<&'static str> {
+    match text {
+        "LOCL" => Some("local clock"),
+        "127.127.1.1" | "0x7f7f0101" => Some("local clock, no upstream"),
+        _ => None,
+    }
+}
+
 fn reason_text(reason: NoSyncReason) -> String {
     match reason {
         NoSyncReason::WaitingForSources { usable, required } => {
@@ -769,6 +781,12 @@ mod tests {
         assert_eq!(reference_id_text(16, *b"INIT"), "INIT");
         assert_eq!(reference_id_text(2, [192, 0, 2, 7]), "192.0.2.7");
         assert_eq!(reference_id_text(1, [0xff, b'A', 0, 0]), "?A");
+        assert_eq!(reference_id_text(2, [127, 127, 1, 1]), "127.127.1.1");
+        assert_eq!(
+            reference_id_meaning("127.127.1.1"),
+            Some("local clock, no upstream")
+        );
+        assert_eq!(reference_id_meaning("192.0.2.7"), None);
     }
 
     #[test]

@@ -603,7 +603,15 @@ fn to_text(report: &Report) -> String {
         }
         let h = &time.header;
         let _ = writeln!(w, "  stratum          {}", h.stratum);
-        let _ = writeln!(w, "  reference id     {}", reference_id(h));
+        let id = reference_id(h);
+        match sundial_daemon::status::reference_id_meaning(&id) {
+            Some(meaning) => {
+                let _ = writeln!(w, "  reference id     {id} ({meaning})");
+            }
+            None => {
+                let _ = writeln!(w, "  reference id     {id}");
+            }
+        }
         let _ = writeln!(w, "  leap             {}", leap_name(h.leap));
         let _ = writeln!(w, "  root delay       {:.6} s", h.root_delay.as_seconds());
         let _ = writeln!(

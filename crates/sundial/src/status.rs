@@ -201,11 +201,15 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
         ClockKind::Local => "local clock, no sources",
     };
     let state = if sys.synchronized { "yes" } else { "no" };
+    let reference = match sundial_daemon::status::reference_id_meaning(&sys.reference_id) {
+        Some(meaning) => format!("{} ({meaning})", sys.reference_id),
+        None => sys.reference_id.clone(),
+    };
     writeln!(
         out,
         "Synchronized: {state} ({source}), stratum {}, reference {}, leap {}",
         sys.stratum,
-        sys.reference_id,
+        reference,
         serde_json::to_value(sys.leap)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))

@@ -235,3 +235,41 @@ fn an_nts_source_shows_selected_with_a_full_cookie_jar() {
     assert_eq!(keys.storage_path, Some(dir.join("ntskeys")));
     assert!(keys.keys >= 1);
 }
+
+#[test]
+fn a_local_clock_at_stratum_2_announces_127_127_1_1_and_says_so() {
+    let dir = TempDir::new("status-stratum2");
+    let socket = dir.join("observe");
+    let port = free_udp_port();
+    let config = format!(
+        "[[server]]\nlisten = \"127.0.0.1:{port}\"\n\n[synchronization]\nlocal-stratum = 2\n\n\
+         [observability]\nobservation-path = \"{}\"\n",
+        socket.display()
+    );
+    let mut daemon = start(&dir, "server", &config, false);
+    let status = status_until(&socket, "the daemon's status", |_| true);
+    assert_eq!(status.system.stratum, 2);
+    // chrony's `local stratum N` choice: not "LOCL", which at stratum 2
+    // reads as the upstream 76.79.67.76.
+    assert_eq!(status.system.reference_id, "127.127.1.1");
+    let out = status_cmd(&["--socket", socket.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reference 127.127.1.1 (local clock, no upstream)"),
+        "{text}"
+    );
+
+    // On the wire, as `sundial query` reads it.
+    let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["query", "--ntp", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("127.127.1.1 (local clock, no upstream)"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = daemon.terminate(Duration::from_secs(10));
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+}

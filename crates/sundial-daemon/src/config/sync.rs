@@ -91,7 +91,27 @@ impl Default for SynchronizationConfig {
     }
 }
 
+/// What a server without sources announces as its reference at stratum 2
+/// and above: 127.127.1.1, the address of ntpd's local-clock driver, as
+/// chrony's `local stratum N` does at every stratum. At stratum 2+ a
+/// reference id reads as the upstream's IPv4 address, so "LOCL" would show
+/// as 76.79.67.76, a real-looking upstream; 127.127.1.1 is in loopback
+/// space and every NTP tool of the last decades knows it as "local clock".
+pub const LOCAL_CLOCK_REFID: [u8; 4] = [127, 127, 1, 1];
+
 impl SynchronizationConfig {
+    /// The reference id a server without sources announces at
+    /// `local-stratum`: at 1, `reference-id` or "LOCL"; above,
+    /// [`LOCAL_CLOCK_REFID`]; at 16 (unsynchronized), "LOCL" (no client
+    /// uses it).
+    #[must_use]
+    pub fn local_reference_id(&self) -> [u8; 4] {
+        match self.local_stratum {
+            2..=15 => LOCAL_CLOCK_REFID,
+            _ => self.reference_id.map_or(*b"LOCL", |r| r.0),
+        }
+    }
+
     pub(crate) fn check(&self, at: &KeyPath, problems: &mut Vec<Problem>) {
         if self.minimum_agreeing_sources == 0 {
             problems.push(Problem::new(
