@@ -345,9 +345,10 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
             .map_or_else(|| "memory only".to_owned(), |p| p.display().to_string());
         writeln!(
             out,
-            "Cookie keys: current id {}, {} keys, next rotation in {}, {path} ({role})",
+            "Cookie keys: current id {}, {} key{}, next rotation in {}, {path} ({role})",
             keys.current_key_id,
             keys.keys,
+            if keys.keys == 1 { "" } else { "s" },
             span(keys.next_rotation.saturating_sub(now)),
         )?;
     }
@@ -486,6 +487,18 @@ mod tests {
             text.contains("current id 7, 9 keys, next rotation in 1h 00m"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn one_key_is_one_key() {
+        let mut status = example();
+        if let Some(keys) = status.keyset.as_mut() {
+            keys.keys = 1;
+        }
+        let mut out = Vec::new();
+        render(&status, 1_000_000, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("current id 7, 1 key, next"), "{text}");
     }
 
     #[test]
