@@ -212,3 +212,43 @@ fn der_of(pem: &Path) -> rustls::pki_types::CertificateDer<'static> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_file(pem).unwrap()
 }
+
+#[test]
+fn a_ca_certificate_presented_as_the_server_s_own_is_explained() {
+    // A trusted CA signed a CA:TRUE certificate that the server presents
+    // as its own: not a pin, and no server certificate either.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let verifier = sundial_daemon::source::trust::PinnedVerifier::new(
+        vec![ca_cert.der().clone()],
+        roots,
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .unwrap();
+    use rustls::client::danger::ServerCertVerifier;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let now = rustls::pki_types::UnixTime::now();
+    let Err(rustls::Error::InvalidCertificate(reason)) =
+        verifier.verify_server_cert(leaf.der(), &[], &name, &[], now)
+    else {
+        panic!("a CA certificate as the server's own must be refused");
+    };
+    let said = sundial_daemon::source::cert_error::describe(&reason, "localhost", None);
+    assert!(
+        said.starts_with("the server presents a CA certificate (CA:TRUE) as its own"),
+        "{said} ({reason:?})"
+    );
+}

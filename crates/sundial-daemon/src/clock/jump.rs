@@ -136,7 +136,7 @@ impl JumpDetector {
     pub fn observe(&mut self, reading: Reading, own_steps: f64) -> Option<f64> {
         let previous = self.last.replace((reading, own_steps));
         let (before, own_before) = previous?;
-        #[allow(clippy::cast_precision_loss)] // ns gaps: exact far beyond any step
+        // f64 holds nanosecond gaps exactly up to 104 days.
         let moved = (reading.gap_ns - before.gap_ns) as f64 / 1e9;
         let foreign = moved - (own_steps - own_before);
         (foreign.abs() >= THRESHOLD).then_some(foreign)
