@@ -1,5 +1,5 @@
 //! The guides' configurations work as shown: every ```toml block in
-//! docs/*.md and every docs/examples/*.toml loads, is no start error
+//! docs/*.md, every docs/examples/*.toml and packaging/*.toml loads, is no start error
 //! (`Config::start_errors`), and draws none of the warnings that mean "this
 //! will not do anything" (a pure server at stratum 16, which no client
 //! uses; a source mode sundial does not run). Other warnings (a key file
@@ -126,15 +126,31 @@ fn every_toml_block_in_the_guides_works_as_shown() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// docs/examples/*.toml, and packaging/*.toml (a packaged default config
+/// is copied even more often than an example).
+fn example_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [docs_dir().join("examples"), docs_dir().join("../packaging")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        files.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "toml")),
+        );
+    }
+    files.sort();
+    files
+}
+
 #[test]
 fn every_example_file_works_as_shown() {
-    let dir = docs_dir().join("examples");
     let mut failures = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
-        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-        if path.extension().is_none_or(|ext| ext != "toml") {
-            continue;
-        }
+    let files = example_files();
+    assert!(files.len() >= 4, "the shipped examples: {files:?}");
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
         let reference = text.lines().any(|l| l.trim() == REFERENCE);
         let origin = path.display().to_string();
