@@ -252,3 +252,69 @@ fn a_ca_certificate_presented_as_the_server_s_own_is_explained() {
         "{said} ({reason:?})"
     );
 }
+
+#[tokio::test]
+async fn a_name_mismatch_says_which_names_against_which_address() {
+    // A CA-signed certificate for `localhost` only, reached by IP: the
+    // error says both, in words, and what to do.
+    let (_dir, ca, chain, key) = common_pki_for_localhost_only();
+    let cancel = CancellationToken::new();
+    let port = serve(&chain, &key, &cancel).await;
+    let error = ke("127.0.0.1", port, &ca).await.unwrap_err();
+    let said = error.to_string();
+    assert!(
+        said.contains("the certificate is for localhost, you connected to 127.0.0.1"),
+        "{said}"
+    );
+    assert!(said.contains("IP:127.0.0.1"), "{said}");
+    // Trusting another CA: the file is named.
+    let dir = tempfile::tempdir().unwrap();
+    let (other_ca, _) = self_signed_as(
+        dir.path(),
+        "other-ca",
+        &[],
+        false,
+        IsCa::Ca(BasicConstraints::Unconstrained),
+    );
+    let said = ke("localhost", port, &other_ca)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        said.contains(&format!(
+            "the server's certificate is not signed by the CA in {}",
+            other_ca.display()
+        )),
+        "{said}"
+    );
+    cancel.cancel();
+}
+
+/// A CA (its PEM path), and a server chain and key it signed for
+/// `localhost` alone, in the returned directory.
+fn common_pki_for_localhost_only() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_owned();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "name test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf_params.is_ca = IsCa::ExplicitNoCa;
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let ca = dir.join("ca.pem");
+    let chain = dir.join("chain.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (temp, ca, chain, key)
+}

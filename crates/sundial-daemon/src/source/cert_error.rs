@@ -42,6 +42,20 @@ fn name(name: &ServerName<'_>) -> String {
     }
 }
 
+/// webpki lists the certificate's names in their debug form,
+/// `DnsName("localhost")` and `IpAddress(127.0.0.1)`: the name itself.
+fn presented_name(debug: &str) -> String {
+    let inner = |prefix: &str| {
+        debug
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(|name| name.trim_matches('"').to_owned())
+    };
+    inner("DnsName(")
+        .or_else(|| inner("IpAddress("))
+        .unwrap_or_else(|| debug.to_owned())
+}
+
 const CLOCK_HINT: &str =
     "if this machine's clock is wrong, see [synchronization] certificate-time-check-after";
 
@@ -59,6 +73,7 @@ pub fn describe(reason: &CertificateError, host: &str, file: Option<&Path>) -> S
             presented,
         } => {
             let expected = name(expected);
+            let presented: Vec<String> = presented.iter().map(|p| presented_name(p)).collect();
             if presented.is_empty() {
                 return format!(
                     "the certificate names no host, you connected to {expected}"
@@ -138,7 +153,7 @@ mod tests {
     fn a_name_mismatch_by_ip_says_both_and_what_to_do() {
         let reason = CertificateError::NotValidForNameContext {
             expected: ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}")),
-            presented: vec!["localhost".to_owned()],
+            presented: vec!["DnsName(\"localhost\")".to_owned()],
         };
         let text = describe(&reason, "127.0.0.1", None);
         assert!(
@@ -146,6 +161,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("IP:127.0.0.1"), "{text}");
+    }
+
+    #[test]
+    fn presented_names_lose_their_debug_wrapping() {
+        assert_eq!(presented_name("DnsName(\"time.test\")"), "time.test");
+        assert_eq!(presented_name("IpAddress(192.0.2.1)"), "192.0.2.1");
+        assert_eq!(presented_name("IpAddress(::1)"), "::1");
+        assert_eq!(presented_name("DirectoryName"), "DirectoryName");
     }
 
     #[test]
