@@ -126,7 +126,7 @@ pub fn describe(reason: &CertificateError, host: &str, file: Option<&Path>) -> S
         ),
         CertificateError::BadEncoding => "the certificate does not parse".to_owned(),
         CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
-            "the server presents a CA certificate (CA:TRUE) as its own: put exactly that certificate in certificate-authority to pin it, or give the server a certificate signed by a CA".to_owned()
+            "the server presents a CA certificate (CA:TRUE) as its own: to trust it, pin exactly that certificate (certificate-authority, or query's --ca), or give the server a certificate signed by a CA".to_owned()
         }
         other => format!("{other:?}"),
     }
