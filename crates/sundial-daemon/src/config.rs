@@ -11,6 +11,7 @@
 //!    keys, ranges, duplicate listeners, nothing configured).
 #![forbid(unsafe_code)]
 
+mod acme;
 mod address;
 mod algorithm;
 mod cidr;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use acme::{AcmeConfig, ChallengeType};
 pub use address::HostPort;
 pub use algorithm::AlgorithmConfig;
 pub use cidr::Cidr;
@@ -304,6 +306,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         raw.nts_ke_server.iter().map(|s| s.listen),
         &mut problems,
     );
+    check_acme_unique(&raw.nts_ke_server, &mut problems);
     for (index, ke) in raw.nts_ke_server.iter().enumerate() {
         if ke.ntp_port.is_none() {
             if let Err(ports) = implicit_ntp_port(&raw.server) {
@@ -370,6 +373,32 @@ pub fn implicit_ntp_port(servers: &[ServerConfig]) -> Result<Option<u16>, String
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(", ")),
+    }
+}
+
+/// Two ACME servers cannot share a challenge port (one listener answers
+/// one server's tokens) or a state directory (each owns its files).
+fn check_acme_unique(servers: &[NtsKeServerConfig], problems: &mut Vec<Problem>) {
+    let mut ports: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut dirs: HashMap<&Path, usize> = HashMap::new();
+    for (index, ke) in servers.iter().enumerate() {
+        let Some(acme) = &ke.acme else { continue };
+        let at = KeyPath::root()
+            .key("nts-ke-server")
+            .index(index)
+            .key("acme");
+        if let Some(first) = ports.insert(acme.challenge_addr(), index) {
+            problems.push(Problem::new(
+                at.key("challenge-listen"),
+                format!("nts-ke-server[{first}] already answers ACME challenges there"),
+            ));
+        }
+        if let Some(first) = dirs.insert(&acme.state_directory, index) {
+            problems.push(Problem::new(
+                at.key("state-directory"),
+                format!("nts-ke-server[{first}] already keeps its ACME state there"),
+            ));
+        }
     }
 }
 

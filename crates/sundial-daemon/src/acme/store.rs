@@ -1,0 +1,171 @@
+//! The ACME state directory: the account (its key and id, as instant-acme
+//! serializes them, tagged with the directory URL they belong to), and the
+//! certificate chain and private key the KE server serves.
+//!
+//! Every file is written whole to a temporary and renamed into place, mode
+//! 0600 (`keystore::write_atomically`), in a directory of mode 0700, so a
+//! crash leaves either the old file or the new one and no other user reads
+//! a key.
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use instant_acme::AccountCredentials;
+use serde::{Deserialize, Serialize};
+
+use crate::config::AcmeConfig;
+use crate::keystore::write_atomically;
+use crate::tls::{self, CertificateInfo, TlsError};
+
+const ACCOUNT_FILE: &str = "account.json";
+
+/// Why the state directory could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("ACME state {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ACME state {}: not an account file sundial wrote: {source}", path.display())]
+    Account {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The account file: the credentials and the directory they were made on,
+/// so pointing the config at another CA makes a new account there.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+/// One KE server's state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    chain: PathBuf,
+    key: PathBuf,
+}
+
+impl Store {
+    /// Creates the directory (0700) if it is missing; an existing one is
+    /// tightened to 0700 as it holds private keys.
+    pub fn open(config: &AcmeConfig) -> Result<Self, StoreError> {
+        let dir = config.state_directory.clone();
+        let io_err = |source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        let (chain, key) = config.certificate_files();
+        Ok(Self { dir, chain, key })
+    }
+
+    pub fn chain_path(&self) -> &Path {
+        &self.chain
+    }
+
+    pub fn key_path(&self) -> &Path {
+        &self.key
+    }
+
+    /// The account made on `directory`, if one is stored. A file for
+    /// another directory is ignored (and replaced at the next save).
+    pub fn account(&self, directory: &str) -> Result<Option<AccountCredentials>, StoreError> {
+        let path = self.dir.join(ACCOUNT_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let stored: StoredAccount = serde_json::from_slice(&bytes)
+            .map_err(|source| StoreError::Account { path, source })?;
+        Ok((stored.directory == directory).then_some(stored.credentials))
+    }
+
+    pub fn save_account(
+        &self,
+        directory: &str,
+        credentials: AccountCredentials,
+    ) -> Result<(), StoreError> {
+        let path = self.dir.join(ACCOUNT_FILE);
+        let stored = StoredAccount {
+            directory: directory.to_owned(),
+            credentials,
+        };
+        let bytes = serde_json::to_vec_pretty(&stored).map_err(|source| StoreError::Account {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomically(&path, &bytes).map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// Stores a new pair: the key first, then the chain, each renamed into
+    /// place. The hot reload reads the two once they have settled and
+    /// refuses a mismatched pair meanwhile, so no reader serves half of it.
+    pub fn save_certificate(&self, chain_pem: &str, key_pem: &str) -> Result<(), StoreError> {
+        for (path, bytes) in [(&self.key, key_pem), (&self.chain, chain_pem)] {
+            write_atomically(path, bytes.as_bytes()).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The stored pair, if it loads, is valid at `now` and names every
+    /// domain: then no new order is needed.
+    pub fn certificate(
+        &self,
+        domains: &[String],
+        now: SystemTime,
+    ) -> Result<CertificateInfo, StoredCertificate> {
+        if !self.chain.exists() {
+            return Err(StoredCertificate::None);
+        }
+        let (_, leaf) = tls::load_certified_key(&self.chain, &self.key, now)
+            .map_err(StoredCertificate::Unusable)?;
+        let missing: Vec<_> = domains
+            .iter()
+            .filter(|d| {
+                let d = d.strip_suffix('.').unwrap_or(d);
+                !leaf
+                    .subject_alt_names
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(d))
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            Ok(leaf)
+        } else {
+            Err(StoredCertificate::OtherNames(missing))
+        }
+    }
+}
+
+/// Why the stored certificate will not do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredCertificate {
+    #[error("no certificate stored yet")]
+    None,
+    #[error("{0}")]
+    Unusable(TlsError),
+    #[error("the stored certificate does not name {0:?}")]
+    OtherNames(Vec<String>),
+}
