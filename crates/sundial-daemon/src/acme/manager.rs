@@ -260,9 +260,14 @@ impl Manager {
                         p.retry_delay = Some(delay);
                         p.next_attempt = Some(SystemTime::now() + delay);
                     });
-                    if e.is_account_problem() {
-                        // A deleted or foreign account is made anew.
-                        account = None;
+                    // Restored from the stored credentials at the next
+                    // attempt: a CA that lost the account, or an HTTP
+                    // client stuck on a broken connection, then recovers.
+                    account = None;
+                    if matches!(&e, AttemptError::Order(o) if o.account_unknown()) {
+                        // The CA forgot us (a reset test CA, a deleted
+                        // account): register anew next time.
+                        self.store.forget_account();
                     }
                     let serving = if self.cert.leaf().is_some() {
                         "the current certificate keeps serving"
@@ -351,12 +356,5 @@ impl Manager {
             SystemTime::now(),
         )?;
         Ok(leaf)
-    }
-}
-
-impl AttemptError {
-    fn is_account_problem(&self) -> bool {
-        matches!(self, Self::Order(OrderError::Acme(instant_acme::Error::Api(p)))
-            if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist") || t.ends_with(":unauthorized")))
     }
 }

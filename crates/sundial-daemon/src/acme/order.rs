@@ -48,11 +48,25 @@ pub enum OrderError {
 }
 
 impl OrderError {
+    /// The CA does not know the account (RFC 8555 7.3.1).
+    #[must_use]
+    pub fn account_unknown(&self) -> bool {
+        self.problem_type()
+            .is_some_and(|t| t.ends_with(":accountDoesNotExist"))
+    }
+
+    fn problem_type(&self) -> Option<&str> {
+        match self {
+            Self::Acme(instant_acme::Error::Api(problem)) => problem.r#type.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The CA said we asked too often (RFC 8555 6.7 `rateLimited`).
     #[must_use]
     pub fn rate_limited(&self) -> bool {
-        matches!(self, Self::Acme(instant_acme::Error::Api(problem))
-            if problem.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")))
+        self.problem_type()
+            .is_some_and(|t| t.ends_with(":rateLimited"))
     }
 }
 

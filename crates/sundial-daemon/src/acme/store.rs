@@ -115,6 +115,14 @@ impl Store {
         write_atomically(&path, &bytes).map_err(|source| StoreError::Io { path, source })
     }
 
+    /// Drops the stored account, so the next order registers a new one.
+    pub fn forget_account(&self) {
+        let path = self.dir.join(ACCOUNT_FILE);
+        if let Err(e) = fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the stale ACME account");
+        }
+    }
+
     /// Stores a new pair: the key first, then the chain, each renamed into
     /// place. The hot reload reads the two once they have settled and
     /// refuses a mismatched pair meanwhile, so no reader serves half of it.
