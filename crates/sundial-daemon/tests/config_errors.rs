@@ -411,3 +411,72 @@ fn unreadable_file_names_the_path() {
         other => panic!("expected a read error, got {other:?}"),
     }
 }
+
+#[test]
+fn acme_settings_are_checked_and_named() {
+    let ke = "[[nts-ke-server]]\nlisten = \"[::]:4460\"\n";
+    let acme = |body: &str| format!("{ke}[nts-ke-server.acme]\n{body}");
+    assert_error(
+        &acme("domains = []\n"),
+        "nts-ke-server[0].acme.domains",
+        4,
+        1,
+        "at least one domain",
+    );
+    assert_error(
+        &acme("domains = [\"*.example.com\"]\n"),
+        "nts-ke-server[0].acme.domains[0]",
+        4,
+        12,
+        "DNS-01",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\ncontact = \"nobody\"\n"),
+        "nts-ke-server[0].acme.contact",
+        5,
+        1,
+        "e-mail",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\ndirectory = \"http://ca.example/dir\"\n"),
+        "nts-ke-server[0].acme.directory",
+        5,
+        1,
+        "https://",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\nca-certificate = \"/nonexistent/ca.pem\"\n"),
+        "nts-ke-server[0].acme.ca-certificate",
+        5,
+        1,
+        "/nonexistent/ca.pem",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\nchallenge = \"dns-01\"\n"),
+        "nts-ke-server[0].acme.challenge",
+        5,
+        13,
+        "http-01",
+    );
+    assert_error(
+        &format!(
+            "{ke}certificate-chain-path = \"/c.pem\"\nacme = {{ domains = [\"a.example\"] }}\n"
+        ),
+        "nts-ke-server[0].certificate-chain-path",
+        3,
+        1,
+        "not both",
+    );
+    let two = format!(
+        "{ke}acme = {{ domains = [\"a.example\"] }}\n\
+         [[nts-ke-server]]\nlisten = \"[::]:4461\"\n\
+         acme = {{ domains = [\"b.example\"], state-directory = \"/other\" }}\n"
+    );
+    assert_error(
+        &two,
+        "nts-ke-server[1].acme.challenge-listen",
+        6,
+        1,
+        "already answers ACME challenges",
+    );
+}

@@ -364,3 +364,53 @@ fn tls_alpn_01_issuance_and_garbage_on_the_challenge_port() {
     server.obtained(2);
     serves_nts(&server, &root);
 }
+
+#[test]
+fn without_a_certificate_the_ke_listener_stays_off_and_status_says_why() {
+    let dir = TempDir::new("acme-none");
+    let ntp: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let ke: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    // Nothing listens at the CA's address.
+    let text = format!(
+        "[[server]]\nlisten = \"{ntp}\"\n\n\
+         [[nts-ke-server]]\nlisten = \"{ke}\"\n\
+         acme = {{ domains = [\"localhost\"], directory = \"https://localhost:{}/dir\", \
+         challenge-listen = \"127.0.0.1:{}\", state-directory = \"{}\" }}\n\n\
+         [synchronization]\nlocal-stratum = 1\n\n\
+         [observability]\nobservation-path = \"{}\"\n",
+        free_tcp_port(),
+        free_tcp_port(),
+        dir.join("acme").display(),
+        dir.join("observe.sock").display(),
+    );
+    let server = start(
+        &dir,
+        "sundial",
+        (text, ntp, ke, ke),
+        &[("SUNDIAL_TEST_ACME_RETRY_MS", "300")],
+    );
+    let status = server.status_until("failed orders", |s| {
+        s.nts_ke_servers[0]
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.consecutive_failures >= 2)
+    });
+    assert!(status.nts_ke_servers[0].certificate_subject.is_none());
+    assert!(Server::acme(&status).last_error.is_some());
+    // Bound (nobody else can take it) but not listening: refused at once.
+    assert!(TcpStream::connect_timeout(&ke, Duration::from_secs(2)).is_err());
+    let log = server.log_text();
+    assert!(log.contains("NTS-KE server not started yet"), "{log}");
+    assert!(
+        log.contains("the NTS-KE server stays off until a certificate is obtained"),
+        "{log}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["status", "--socket"])
+        .arg(&server.socket)
+        .output()
+        .expect("sundial status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("waiting for ACME"), "{text}");
+    assert!(text.contains("ACME FAILING"), "{text}");
+}
