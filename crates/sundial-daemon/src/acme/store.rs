@@ -22,6 +22,9 @@ use crate::keystore::write_atomically;
 use crate::tls::{self, CertificateInfo, TlsError};
 
 const ACCOUNT_FILE: &str = "account.json";
+/// The directory URL the stored certificate came from: after a switch from
+/// staging to production, the staging certificate is not kept.
+const ISSUER_FILE: &str = "certificate-directory.txt";
 
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ struct StoredAccount {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// The configured directory URL.
+    directory: String,
     chain: PathBuf,
     key: PathBuf,
 }
@@ -73,7 +78,12 @@ impl Store {
             .map_err(io_err)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
         let (chain, key) = config.certificate_files();
-        Ok(Self { dir, chain, key })
+        Ok(Self {
+            dir,
+            directory: config.directory_url().to_owned(),
+            chain,
+            key,
+        })
     }
 
     pub fn chain_path(&self) -> &Path {
@@ -127,7 +137,13 @@ impl Store {
     /// place. The hot reload reads the two once they have settled and
     /// refuses a mismatched pair meanwhile, so no reader serves half of it.
     pub fn save_certificate(&self, chain_pem: &str, key_pem: &str) -> Result<(), StoreError> {
-        for (path, bytes) in [(&self.key, key_pem), (&self.chain, chain_pem)] {
+        let issuer = self.dir.join(ISSUER_FILE);
+        let directory = format!("{}\n", self.directory);
+        for (path, bytes) in [
+            (&issuer, directory.as_str()),
+            (&self.key, key_pem),
+            (&self.chain, chain_pem),
+        ] {
             write_atomically(path, bytes.as_bytes()).map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -145,6 +161,10 @@ impl Store {
     ) -> Result<CertificateInfo, StoredCertificate> {
         if !self.chain.exists() {
             return Err(StoredCertificate::None);
+        }
+        let issuer = fs::read_to_string(self.dir.join(ISSUER_FILE)).unwrap_or_default();
+        if issuer.trim() != self.directory {
+            return Err(StoredCertificate::OtherCa(issuer.trim().to_owned()));
         }
         let (_, leaf) = tls::load_certified_key(&self.chain, &self.key, now)
             .map_err(StoredCertificate::Unusable)?;
@@ -174,6 +194,68 @@ pub enum StoredCertificate {
     None,
     #[error("{0}")]
     Unusable(TlsError),
+    #[error("the stored certificate came from another CA ({0:?})")]
+    OtherCa(String),
     #[error("the stored certificate does not name {0:?}")]
     OtherNames(Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, directory: &str) -> AcmeConfig {
+        let text = format!(
+            "domains = [\"a.example\"]\ndirectory = \"{directory}\"\nstate-directory = \"{}\"\n",
+            dir.display()
+        );
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let params =
+            rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_stored_pair_is_private_and_reused_only_for_its_ca_and_names() {
+        let base = std::env::temp_dir().join(format!("sundial-acme-store-{}", std::process::id()));
+        let dir = base.join("state");
+        let store =
+            Store::open(&config(&dir, "https://ca.example/dir")).unwrap_or_else(|e| panic!("{e}"));
+        let now = SystemTime::now();
+        let domains = vec!["a.example".to_owned()];
+        assert!(matches!(
+            store.certificate(&domains, now),
+            Err(StoredCertificate::None)
+        ));
+        let (chain, key) = pair("a.example");
+        store
+            .save_certificate(&chain, &key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mode = |p: &Path| {
+            fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0)
+        };
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(store.chain_path()), 0o600);
+        assert_eq!(mode(store.key_path()), 0o600);
+        assert!(store.certificate(&domains, now).is_ok());
+        assert!(matches!(
+            store.certificate(&["b.example".to_owned()], now),
+            Err(StoredCertificate::OtherNames(_))
+        ));
+        // Staging's certificate is not kept after a switch to production.
+        let production = Store::open(&config(&dir, "https://other.example/dir"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            production.certificate(&domains, now),
+            Err(StoredCertificate::OtherCa(_))
+        ));
+        let _ = fs::remove_dir_all(&base);
+    }
 }
