@@ -52,12 +52,13 @@ fn config(
          challenge-listen = \"{chal}\"\nstate-directory = \"{}\"\n\n\
          [keyset]\nkey-storage-path = \"{}\"\n\n\
          [synchronization]\nlocal-stratum = 1\n\n\
-         [observability]\nobservation-path = \"{}\"\n",
+         [observability]\nobservation-path = \"{}\"\nmetrics-exporter-listen = \"127.0.0.1:{}\"\n",
         pebble.directory,
         pebble.https_ca.display(),
         dir.join("acme").display(),
         dir.join("ntskeys").display(),
         dir.join("observe.sock").display(),
+        free_tcp_port(),
     );
     (text, ntp, ke, chal)
 }
@@ -200,7 +201,6 @@ fn first_issuance_then_a_restart_reuses_the_stored_certificate() {
     let log = again.log_text();
     assert!(log.contains("serving the stored ACME certificate"), "{log}");
     assert!(!log.contains("placing an ACME order"), "{log}");
-    let _ = server.config;
 }
 
 #[test]
@@ -314,6 +314,19 @@ fn a_failing_ca_leaves_the_old_certificate_serving_and_retries_back_off() {
             .log_text()
             .contains("the current certificate keeps serving")
     );
+    let metrics_addr: SocketAddr = server
+        .config
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics-exporter-listen = "))
+        .map(|v| v.trim_matches('"').parse().unwrap())
+        .expect("a metrics address");
+    let metrics = raw(metrics_addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("sundial_acme_orders_total{") && l.contains("outcome=\"failure\""))
+        .unwrap_or_else(|| panic!("no failure counter in:\n{metrics}"));
+    let count: f64 = failures.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 4.0, "{failures}");
 
     // The CA comes back (a new root, and it forgot our account): the next
     // retry registers anew and renews.
