@@ -113,6 +113,10 @@ impl Server {
         })
     }
 
+    fn guard_alive(&self) -> bool {
+        pebble::status(&self.socket).is_some()
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -426,4 +430,31 @@ fn without_a_certificate_the_ke_listener_stays_off_and_status_says_why() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("waiting for ACME"), "{text}");
     assert!(text.contains("ACME FAILING"), "{text}");
+}
+
+#[test]
+fn a_ca_that_refuses_the_validation_leaves_the_ke_server_off_and_backs_off() {
+    let dir = TempDir::new("acme-refused");
+    // Pebble validates on a port where nobody answers: every order fails
+    // validation and the CA marks it invalid.
+    let ca = pebble::start(&dir, "pebble", free_tcp_port(), free_tcp_port(), &[]);
+    let server = start(
+        &dir,
+        "sundial",
+        config(&dir, &ca, "http-01", free_tcp_port()),
+        &[("SUNDIAL_TEST_ACME_RETRY_MS", "300")],
+    );
+    let status = server.status_until("two refused orders", |s| {
+        s.nts_ke_servers[0]
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.consecutive_failures >= 2)
+    });
+    let acme = Server::acme(&status);
+    assert!(status.nts_ke_servers[0].certificate_subject.is_none());
+    let error = acme.last_error.unwrap_or_default();
+    // The CA's own problem document, passed on.
+    assert!(error.contains("urn:ietf:params:acme:error:"), "{error}");
+    assert!(TcpStream::connect_timeout(&server.ke, Duration::from_secs(2)).is_err());
+    assert!(server.guard_alive());
 }
