@@ -338,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_and_always_end_in_an_answer_or_a_wait() {
+        use rand::{Rng, SeedableRng};
+        let c = Challenges::default();
+        c.add_http("tok", "tok.thumb");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        for _ in 0..5_000 {
+            let len = rng.random_range(0..600);
+            let mut head: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if rng.random_bool(0.3) {
+                head.splice(0..0, b"GET /.well-known/acme-challenge/".iter().copied());
+            }
+            if let Some(answer) = http_response(&head, &c) {
+                assert!(!answer.starts_with(b"HTTP/1.1 200"));
+            }
+        }
+    }
+
+    #[test]
     fn a_validation_certificate_is_made() {
         let c = Challenges::default();
         assert!(c.add_tls("Time.Example.com", &[7u8; 32]).is_ok());
