@@ -209,6 +209,18 @@ impl Config {
                 );
             }
         }
+        for (index, ke) in self.nts_ke_servers.iter().enumerate() {
+            if ke
+                .acme
+                .as_ref()
+                .is_some_and(|a| a.directory_url() == acme::LETS_ENCRYPT_STAGING)
+            {
+                warn(
+                    format!("nts-ke-server[{index}].acme.directory"),
+                    "Let's Encrypt staging: no client trusts its certificates; remove the line for production once issuance works".to_owned(),
+                );
+            }
+        }
         if !self.nts_ke_servers.is_empty() && self.keyset.key_storage_path.is_none() {
             warn(
                 "keyset.key-storage-path".to_owned(),

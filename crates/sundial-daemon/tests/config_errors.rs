@@ -480,3 +480,18 @@ fn acme_settings_are_checked_and_named() {
         "already answers ACME challenges",
     );
 }
+
+#[test]
+fn acme_staging_is_warned_about() {
+    let text = "[[nts-ke-server]]\nlisten = \"[::]:4460\"\n\
+                acme = { domains = [\"a.example\"], directory = \"letsencrypt-staging\" }\n\
+                [keyset]\nkey-storage-path = \"/k\"\n";
+    let config = config::parse(text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let warnings = config.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.key == "nts-ke-server[0].acme.directory" && w.message.contains("staging")),
+        "{warnings:?}"
+    );
+}
