@@ -234,3 +234,37 @@ pub async fn renewal_window(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9773 4.1: the id is base64url(AKI keyIdentifier) "."
+    /// base64url(serial DER content), both without padding.
+    #[test]
+    fn the_ari_id_is_the_authority_key_id_and_serial() {
+        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut ca =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut leaf = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        leaf.use_authority_key_identifier_extension = true;
+        leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x01, 0x02, 0x03]));
+        let cert = leaf
+            .signed_by(&key, &issuer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = certificate_id(cert.der()).unwrap_or_else(|| panic!("no id"));
+        assert_eq!(id.serial, "AQID");
+        assert!(!id.authority_key_identifier.is_empty());
+        assert!(!id.to_string().contains('='));
+        // Without an AKI there is nothing to ask the CA about.
+        let plain = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .self_signed(&key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(certificate_id(plain.der()).is_none());
+    }
+}
