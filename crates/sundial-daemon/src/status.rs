@@ -28,6 +28,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::manager::{AcmeShared, AcmeSnapshot};
 use crate::discipline::Observed;
 use crate::keystore::SharedKeySet;
 use crate::server::ntp::NtpStats;
@@ -323,6 +324,10 @@ pub struct KeServerSnapshot {
     /// Seconds from the snapshot to the served leaf certificate's
     /// notAfter; negative once it has expired. `None` if it cannot be read.
     pub certificate_expiry_seconds: Option<i64>,
+    /// The certificate's ACME life cycle, when it comes from ACME. With no
+    /// certificate yet, the listener is not started.
+    #[serde(default)]
+    pub acme: Option<AcmeSnapshot>,
 }
 
 impl KeServerSnapshot {
@@ -347,6 +352,7 @@ impl KeServerSnapshot {
             accept_errors: get(&stats.accept_errors),
             certificate_subject: leaf.map(|l| l.subject.clone()),
             certificate_expiry_seconds: leaf.map(|l| seconds_between(now, l.not_after)),
+            acme: None,
         }
     }
 }
@@ -502,6 +508,8 @@ pub struct KeHandle {
     pub listen: SocketAddr,
     pub stats: Arc<KeStats>,
     pub certificate: Arc<ReloadableCert>,
+    /// Set when the certificate comes from ACME.
+    pub acme: Option<Arc<AcmeShared>>,
 }
 
 impl KeHandle {
@@ -512,6 +520,7 @@ impl KeHandle {
             listen: listener.local_addr(),
             stats: listener.stats(),
             certificate: listener.certificate_handle(),
+            acme: None,
         }
     }
 }
@@ -600,7 +609,10 @@ impl Handles {
                 .iter()
                 .map(|ke| {
                     let leaf = ke.certificate.leaf();
-                    KeServerSnapshot::read(ke.listen, &ke.stats, leaf.as_ref(), now)
+                    let mut snapshot =
+                        KeServerSnapshot::read(ke.listen, &ke.stats, leaf.as_ref(), now);
+                    snapshot.acme = ke.acme.as_ref().map(|a| a.snapshot());
+                    snapshot
                 })
                 .collect(),
             keyset: self.keyset.as_ref().and_then(keyset_snapshot),

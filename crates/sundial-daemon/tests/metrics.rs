@@ -88,6 +88,7 @@ fn certificate_expiring_in(days: i64) -> (tempfile::TempDir, KeHandle) {
         listen: "[::]:4460".parse().unwrap(),
         stats: ke_stats(),
         certificate: tls.cert,
+        acme: None,
     };
     (dir, handle)
 }

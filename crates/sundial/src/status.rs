@@ -185,6 +185,36 @@ fn clock_error(status: &Status, out: &mut impl Write) -> io::Result<()> {
 }
 
 /// The tables. `now` (Unix seconds) is for "ago" and "in".
+/// The ACME line under a KE server: where it stands and what failed.
+fn write_acme(
+    out: &mut impl Write,
+    acme: &sundial_daemon::acme::manager::AcmeSnapshot,
+    now: u64,
+) -> io::Result<()> {
+    let next = match acme.next_attempt_unix {
+        _ if acme.ordering => "ordering now".to_owned(),
+        Some(at) if at > now => format!("next order in {}", span(at - now)),
+        Some(_) => "next order now".to_owned(),
+        None => "no order planned".to_owned(),
+    };
+    writeln!(
+        out,
+        "  ACME {} from {}: {next}; {} obtained, {} failed",
+        acme.domains.join(", "),
+        acme.directory,
+        acme.renewals_succeeded,
+        acme.renewals_failed,
+    )?;
+    if let Some(error) = &acme.last_error {
+        writeln!(
+            out,
+            "  ACME FAILING ({} in a row): {error}",
+            acme.consecutive_failures
+        )?;
+    }
+    Ok(())
+}
+
 fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
     // Uptime is a float only for the metric; whole seconds read better.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -320,6 +350,9 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 (Some(subject), Some(left)) => {
                     format!("{subject}, expires in {} days", left / 86_400)
                 }
+                _ if s.acme.is_some() => {
+                    "none yet: waiting for ACME (listener not started)".to_owned()
+                }
                 _ => "unreadable".to_owned(),
             };
             writeln!(
@@ -330,6 +363,9 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 s.refused,
                 failed,
             )?;
+            if let Some(acme) = &s.acme {
+                write_acme(out, acme, now)?;
+            }
         }
     }
 
@@ -426,6 +462,7 @@ mod tests {
                 accept_errors: 0,
                 certificate_subject: Some("CN=localhost".to_owned()),
                 certificate_expiry_seconds: Some(30 * 86_400 + 5),
+                acme: None,
             }],
             keyset: Some(KeysetSnapshot {
                 current_key_id: 7,
