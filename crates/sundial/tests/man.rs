@@ -1,14 +1,19 @@
-//! The committed man pages (packaging/man/, which the package installs) are
-//! what `sundial man` makes from the clap definitions and docs/config.md,
-//! and `--version` says what the build is.
+//! The committed man pages and completions (packaging/man/ and
+//! packaging/completions/, which the package installs) are what `sundial
+//! man` and `sundial completions` make from the clap definitions and
+//! docs/config.md, and `--version` says what the build is.
 
 use std::path::Path;
 use std::process::Command;
 
-const REGENERATE: &str = "cargo run -p sundial -- man --out packaging/man";
+const REGENERATE: &str = "packaging/regenerate.sh";
 
 fn sundial() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sundial"))
+}
+
+fn packaging() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging")
 }
 
 #[test]
@@ -24,7 +29,7 @@ fn committed_man_pages_match_their_sources() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/man");
+    let committed = packaging().join("man");
     for page in ["sundial.8", "ntp.toml.5"] {
         let made = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{e}"));
         let kept = std::fs::read_to_string(committed.join(page)).unwrap_or_default();
@@ -37,11 +42,34 @@ fn committed_man_pages_match_their_sources() {
 }
 
 #[test]
+fn committed_completions_match_their_source() {
+    for (shell, file) in [
+        ("bash", "sundial.bash"),
+        ("zsh", "_sundial"),
+        ("fish", "sundial.fish"),
+    ] {
+        let out = sundial()
+            .args(["completions", shell])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kept = std::fs::read(packaging().join("completions").join(file)).unwrap_or_default();
+        assert!(
+            out.stdout == kept,
+            "packaging/completions/{file} differs from `sundial completions {shell}`: \
+             regenerate it with `{REGENERATE}` and commit it"
+        );
+    }
+}
+
+#[test]
 fn the_man_page_says_what_help_says() {
-    let page = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/man/sundial.8"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let page = std::fs::read_to_string(packaging().join("man/sundial.8"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let help = sundial()
         .args(["run", "--help"])
         .output()
