@@ -1,8 +1,8 @@
 //! The man pages, made by `sundial man --out DIR` (a hidden subcommand):
 //! sundial(8) from the same clap `Command` that `--help` prints, and
 //! ntp.toml(5) from docs/config.md. The package ships the committed copies
-//! in packaging/man/; a test fails when they differ from what this makes,
-//! so regenerating is `cargo run -p sundial -- man --out packaging/man`.
+//! in packaging/man/; tests/man.rs fails when they differ from what this
+//! makes, and `packaging/regenerate.sh` remakes them (and the completions).
 
 mod markdown;
 
