@@ -46,7 +46,14 @@ pub fn ntp_toml_5() -> String {
     };
     let mut roff = to_man(CONFIG_REFERENCE, &page);
     roff.control("SH", ["FILES"]);
+    roff.control("TP", []);
     roff.text([bold("/etc/sundial/ntp.toml")]);
+    roff.text([roman(
+        "The configuration the package installs and the unit names.",
+    )]);
+    roff.control("TP", []);
+    roff.text([bold("/usr/share/doc/sundial/examples/")]);
+    roff.text([roman("The example files this page mentions.")]);
     roff.control("SH", ["SEE ALSO"]);
     roff.text([bold("sundial"), roman("(8)")]);
     roff.render()
