@@ -7,13 +7,14 @@
 # empty /run and a policy-rc.d that forbids starting anything.
 #
 #   packaging/check-deb.sh            # builds as `cargo deb` does for users
+#   SUNDIAL_DEB_PROFILE=deb-ci packaging/check-deb.sh   # CI: a quicker build
 #   SUNDIAL_DEB_NO_BUILD=1 packaging/check-deb.sh   # package the binary built last
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=3.8.0
-build=()
-[ -n "${SUNDIAL_DEB_NO_BUILD:-}" ] && build=(--no-build)
+build=(--profile "${SUNDIAL_DEB_PROFILE:-release}")
+[ -n "${SUNDIAL_DEB_NO_BUILD:-}" ] && build+=(--no-build)
 
 if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
     echo "== installing cargo-deb $CARGO_DEB_VERSION"
@@ -38,7 +39,7 @@ work=$(mktemp -d)
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "== cargo deb"
+echo "== cargo deb ${build[*]}"
 start=$SECONDS
 # cargo-deb prints the packages' paths on stdout (the -dbgsym .ddeb first),
 # its progress on stderr.
