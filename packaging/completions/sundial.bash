@@ -31,9 +31,6 @@ _sundial() {
             sundial,help)
                 cmd="sundial__subcmd__help"
                 ;;
-            sundial,man)
-                cmd="sundial__subcmd__man"
-                ;;
             sundial,query)
                 cmd="sundial__subcmd__query"
                 ;;
@@ -61,9 +58,6 @@ _sundial() {
             sundial__subcmd__help,help)
                 cmd="sundial__subcmd__help__subcmd__help"
                 ;;
-            sundial__subcmd__help,man)
-                cmd="sundial__subcmd__help__subcmd__man"
-                ;;
             sundial__subcmd__help,query)
                 cmd="sundial__subcmd__help__subcmd__query"
                 ;;
@@ -83,7 +77,7 @@ _sundial() {
 
     case "${cmd}" in
         sundial)
-            opts="-h -V --help --version run validate ca status query demo bench completions man help"
+            opts="-h -V --help --version run validate ca status query demo bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -269,7 +263,7 @@ _sundial() {
             return 0
             ;;
         sundial__subcmd__help)
-            opts="run validate ca status query demo bench completions man help"
+            opts="run validate ca status query demo bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,20 +346,6 @@ _sundial() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        sundial__subcmd__help__subcmd__man)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         sundial__subcmd__help__subcmd__query)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -415,24 +395,6 @@ _sundial() {
                 return 0
             fi
             case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        sundial__subcmd__man)
-            opts="-h --out --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
