@@ -38,9 +38,14 @@ fn git_commit() -> Option<String> {
         watched.push(git(&["rev-parse", "--git-path", &branch])?);
     }
     watched.push(git(&["rev-parse", "--git-path", "packed-refs"])?);
+    // Only files that exist: cargo would run a build script that names a
+    // missing one at every build (a fresh clone may keep the branch in
+    // packed-refs only, or have no packed-refs).
     for path in watched {
         let path = Path::new(&dir).join(path);
-        println!("cargo:rerun-if-changed={}", path.display());
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     Some(commit)
 }
