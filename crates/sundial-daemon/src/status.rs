@@ -42,6 +42,12 @@ use crate::tls::{CertificateInfo, ReloadableCert};
 pub struct Status {
     /// The daemon's version.
     pub version: String,
+    /// The git commit the daemon was built from ("unknown" when built
+    /// outside a checkout); empty from a daemon that predates the field.
+    /// With `version`, how `sundial status` tells that the running daemon
+    /// is not the binary an upgrade installed.
+    #[serde(default)]
+    pub commit: String,
     pub uptime_seconds: f64,
     /// `--observe` or `[clock] observe-only`: the clock is never changed.
     pub observe_only: bool,
@@ -585,6 +591,7 @@ impl Handles {
         let error = observed.as_ref().and_then(clock_error);
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: crate::build_info::COMMIT.to_owned(),
             uptime_seconds: self.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             observe_only: self.observe_only,
             system,
