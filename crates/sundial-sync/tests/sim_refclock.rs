@@ -103,9 +103,9 @@ fn jitter_and_lost_edges_with_a_late_serial_time() {
     assert!(max < 20e-6, "max {max}");
 }
 
-#[test]
-fn a_wrong_second_is_outvoted_and_the_pps_keeps_the_right_one() {
-    let mut sim = simulation(SimClockConfig::default(), good_sources(3), 43);
+/// A receiver whose serial time is right to a millisecond, and its PPS,
+/// added to `sim` and run for half an hour: the PPS is selected by then.
+fn settled_receiver(sim: &mut Simulation) -> (SourceId, SourceId) {
     let serial = sim.add_refclock(SimRefclockConfig {
         error: 0.0,
         precision: 1e-3,
@@ -114,7 +114,14 @@ fn a_wrong_second_is_outvoted_and_the_pps_keeps_the_right_one() {
     let pps = sim.add_refclock(SimRefclockConfig::pps());
     sim.set_trace_interval(1.0);
     sim.run_for(0.5 * HOUR);
-    assert_eq!(state(&sim, pps), SourceState::Selected);
+    assert_eq!(state(sim, pps), SourceState::Selected);
+    (serial, pps)
+}
+
+#[test]
+fn a_wrong_second_is_outvoted_and_the_pps_keeps_the_right_one() {
+    let mut sim = simulation(SimClockConfig::default(), good_sources(3), 43);
+    let (serial, pps) = settled_receiver(&mut sim);
     // The receiver's serial time is suddenly a second ahead.
     if let Some(r) = sim.refclock_mut(0) {
         r.error = 1.0;
@@ -130,15 +137,7 @@ fn a_wrong_second_is_outvoted_and_the_pps_keeps_the_right_one() {
 #[test]
 fn a_short_wrong_second_from_the_only_whole_time_source_steps_nothing() {
     let mut sim = Simulation::new(settings(1), SimClockConfig::default(), Vec::new(), 44);
-    let serial = sim.add_refclock(SimRefclockConfig {
-        error: 0.0,
-        precision: 1e-3,
-        ..SimRefclockConfig::serial()
-    });
-    let pps = sim.add_refclock(SimRefclockConfig::pps());
-    sim.set_trace_interval(1.0);
-    sim.run_for(0.5 * HOUR);
-    assert_eq!(state(&sim, pps), SourceState::Selected);
+    let (serial, pps) = settled_receiver(&mut sim);
     // A minute of the wrong second: the PPS has nothing else to number
     // its edges by and follows it, but the discipline only steps an
     // offset that persists (900 s), so the clock runs on.

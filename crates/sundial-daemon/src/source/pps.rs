@@ -5,7 +5,7 @@
 //! is for the synchronizer to find out from the other sources.
 //!
 //! The device is behind [`PpsDevice`], so everything but the four ioctls
-//! (`kernel.rs`, the one module with `unsafe`) runs in tests against a
+//! (`kernel.rs`, this source's one module with `unsafe`) runs in tests against a
 //! simulated edge stream. (No `forbid(unsafe_code)` here, which would
 //! reach into `kernel.rs`; the workspace's `deny` holds.)
 
@@ -18,7 +18,6 @@ use sundial_proto::refclock::pps::{PpsEdge, PulseTracker};
 use sundial_proto::refclock::sample_age;
 use sundial_sync::Leap;
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 pub use kernel::KernelPps;
 
@@ -68,9 +67,7 @@ pub(crate) async fn run(ctx: SourceContext, mut device: Box<dyn PpsDevice>, targ
     }
     let mut tracker = PulseTracker::new(target.period);
     let mut live = Liveness::new(Duration::from_secs_f64(tracker.period()));
-    let start = tokio::time::Instant::now() + live.interval();
-    let mut ticks = tokio::time::interval_at(start, live.interval());
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = live.ticks();
     let mut failing = false;
     loop {
         tokio::select! {

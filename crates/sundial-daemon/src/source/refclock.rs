@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sundial_proto::refclock::{Rejection, UnixTime};
 use sundial_sync::{Leap, Measurement};
+use tokio::time::{Interval, MissedTickBehavior};
 
 use super::{SourceContext, SourceEvent};
 
@@ -57,9 +58,14 @@ impl Liveness {
         }
     }
 
-    /// How often to [`tick`](Self::tick).
-    pub(crate) fn interval(&self) -> Duration {
-        self.interval
+    /// The timer to [`tick`](Self::tick) by: first one interval from now
+    /// (nothing is missing yet at the start), and a late tick delays the
+    /// next rather than firing twice.
+    pub(crate) fn ticks(&self) -> Interval {
+        let first = tokio::time::Instant::now() + self.interval;
+        let mut ticks = tokio::time::interval_at(first, self.interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticks
     }
 
     /// A sample came.

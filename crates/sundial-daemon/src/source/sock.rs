@@ -18,7 +18,6 @@ use std::time::Duration;
 use sundial_proto::refclock::sock::{self, SockSample};
 use sundial_proto::refclock::{Rejection, UnixTime, sample_age};
 use tokio::net::UnixDatagram;
-use tokio::time::MissedTickBehavior;
 
 use super::ntp::leap;
 use super::refclock::{Liveness, Reference, system_now};
@@ -86,9 +85,7 @@ fn judge(datagram: &[u8], now: UnixTime) -> Result<(SockSample, f64), Rejection>
 pub(crate) async fn run(ctx: SourceContext, socket: SockSocket, reference: Reference) {
     tracing::info!(path = %socket.path.display(), "waiting for gpsd's samples");
     let mut live = Liveness::new(SAMPLE_INTERVAL);
-    let start = tokio::time::Instant::now() + live.interval();
-    let mut ticks = tokio::time::interval_at(start, live.interval());
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = live.ticks();
     let mut buf = [0u8; RECEIVE_BUFFER];
     loop {
         tokio::select! {
