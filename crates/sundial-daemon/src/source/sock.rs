@@ -122,3 +122,63 @@ pub(crate) async fn run(ctx: SourceContext, socket: SockSocket, reference: Refer
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "sundial-sock-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_refused_a_stale_one_replaced() {
+        let dir = dir();
+        let path = dir.join("chrony.ttyS0.sock");
+        let first = bind(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, SOCKET_MODE, "{mode:o}");
+        assert!(matches!(bind(&path), Err(SourceStartError::InUse { .. })));
+        drop(first);
+        assert!(!path.exists(), "the socket outlived its source");
+
+        // A socket file whose owner died (std leaves the file behind).
+        drop(std::os::unix::net::UnixDatagram::bind(&path).unwrap());
+        assert!(path.exists());
+        let again = bind(&path).unwrap();
+        assert_eq!(again.path(), path);
+        drop(again);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn samples_are_judged_by_their_age_on_our_clock() {
+        let now = UnixTime {
+            secs: 1_700_000_100,
+            nanos: 0,
+        };
+        let datagram = |secs: i64| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&secs.to_ne_bytes());
+            b.extend_from_slice(&500_000i64.to_ne_bytes());
+            b.extend_from_slice(&0.25f64.to_ne_bytes());
+            b.extend_from_slice(&[0; 12]);
+            b.extend_from_slice(&sock::SOCK_MAGIC.to_ne_bytes());
+            b
+        };
+        let (sample, age) = judge(&datagram(1_700_000_099), now).unwrap();
+        assert_eq!((sample.offset, age), (0.25, 0.5));
+        assert_eq!(
+            judge(&datagram(1_700_000_000), now).err(),
+            Some(Rejection::Stale)
+        );
+        assert_eq!(judge(&[1, 2, 3], now).err(), Some(Rejection::Length));
+    }
+}
