@@ -8,7 +8,7 @@ secs="${1:-300}"
 log_dir="${LOG_DIR:-target/fuzz-logs}"
 mkdir -p "$log_dir"
 targets=(packet extension_fields ke_record ke_client_response ke_server_request
-    cookie_open keyset_load roundtrip server_handle)
+    cookie_open keyset_load roundtrip server_handle refclock)
 
 cargo +nightly fuzz build
 run_lane() {

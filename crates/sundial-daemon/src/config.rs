@@ -189,8 +189,19 @@ impl Config {
                 ),
             );
         }
+        let whole_time_sources = self
+            .sources
+            .iter()
+            .filter(|s| s.mode().is_supported() && s.mode() != SourceMode::Pps)
+            .count();
         for (index, source) in self.sources.iter().enumerate() {
             let mode = source.mode();
+            if mode == SourceMode::Pps && whole_time_sources == 0 {
+                warn(
+                    format!("source[{index}]"),
+                    "a PPS gives the fraction of the second only: without another source (sock, server, pool, nts) to say which second, it is never used".to_owned(),
+                );
+            }
             if !mode.is_supported() {
                 warn(
                     format!("source[{index}].mode"),

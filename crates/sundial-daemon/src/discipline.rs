@@ -190,7 +190,10 @@ impl Discipline {
         let mut names = HashMap::new();
         let mut polls = HashMap::new();
         for h in handles {
-            sync.add_source(sundial_sync::SourceId(u64::from(h.id.0)));
+            sync.add_source_with(sync_id(h.id), h.kind);
+            if let Some(refid) = h.reference_id {
+                sync.set_source_refid(sync_id(h.id), refid);
+            }
             names.insert(h.id, h.name.clone());
             polls.insert(h.id, h.poll.clone());
         }
@@ -453,6 +456,9 @@ mod tests {
             poll: tokio::sync::watch::Sender::new(4),
             limits: crate::config::PollIntervalLimits::default(),
             stats: Arc::default(),
+            kind: sundial_sync::SourceKind::Network,
+            reference_id: None,
+            path: None,
         };
         let settings = SyncSettings {
             minimum_agreeing_sources: 1,
@@ -482,6 +488,90 @@ mod tests {
         // ... which leaves the virtual clock (nearly) right, with a bound.
         assert!(o.sync.estimated_offset.abs() < 1e-4, "{:?}", o.sync);
         assert!(o.sync.uncertainty.is_finite(), "{:?}", o.sync);
+    }
+
+    fn refclock(id: u32, kind: sundial_sync::SourceKind, refid: &[u8; 4]) -> SourceHandle {
+        SourceHandle {
+            id: SourceId(id),
+            name: format!("refclock {id}"),
+            mode: crate::config::SourceMode::Sock,
+            poll: tokio::sync::watch::Sender::new(4),
+            limits: crate::config::PollIntervalLimits::default(),
+            stats: Arc::default(),
+            kind,
+            reference_id: Some(*refid),
+            path: None,
+        }
+    }
+
+    #[test]
+    fn a_pps_numbered_by_gpsd_serves_stratum_1_and_alone_serves_nothing() {
+        use sundial_sync::{SourceKind, SourceState};
+        let sock = refclock(0, SourceKind::Refclock { precision: 0.1 }, b"GPS\0");
+        let pps = refclock(
+            1,
+            SourceKind::Pulse {
+                precision: 1e-6,
+                period: 1.0,
+            },
+            b"PPS\0",
+        );
+        let settings = SyncSettings {
+            minimum_agreeing_sources: 1,
+            ..SyncSettings::default()
+        };
+        let shared = SharedState::new(ServerState::UNSYNCHRONIZED);
+        let mut discipline = Discipline::new(
+            settings,
+            Arc::new(crate::clock::observe::ObserveClock::new()),
+            shared.clone(),
+            &[sock, pps],
+            0.0,
+            Instant::now(),
+        );
+        let observed = discipline.observe();
+        let refclock_sample = |id, time, offset| {
+            let m = sundial_sync::Measurement {
+                stratum: 0,
+                delay: 0.0,
+                ..measurement(time, offset)
+            };
+            SourceEvent::Measurement(SourceId(id), m)
+        };
+        // We are 2 µs slow; gpsd's serial time is 100 ms late.
+        for i in 0..60 {
+            let t = f64::from(i);
+            assert!(discipline.handle(refclock_sample(0, t, 2e-6 - 0.1)).is_ok());
+            assert!(discipline.handle(refclock_sample(1, t + 0.5, 2e-6)).is_ok());
+        }
+        let o = observed.borrow().clone();
+        assert!(o.sync.synchronized, "{:?}", o.sync);
+        assert_eq!((o.sync.stratum, &o.sync.reference_id), (1, b"PPS\0"));
+        let states: Vec<SourceState> = o.sync.sources.iter().map(|s| s.state).collect();
+        assert_eq!(states, [SourceState::Candidate, SourceState::Selected]);
+        let served = (shared.state_fn())(NtpTimestamp::from_parts(100, 0));
+        assert_eq!((served.stratum, served.reference_id.0), (1, *b"PPS\0"));
+        // The virtual clock follows the PPS, not the late serial time.
+        let correction = o.virtual_correction.unwrap_or_default();
+        assert!((correction - 2e-6).abs() < 1e-6, "{correction}");
+
+        // gpsd goes quiet: the PPS has no second to count by.
+        assert!(
+            discipline
+                .handle(SourceEvent::Unreachable(SourceId(0)))
+                .is_ok()
+        );
+        for i in 60..70 {
+            assert!(
+                discipline
+                    .handle(refclock_sample(1, f64::from(i), 2e-6))
+                    .is_ok()
+            );
+        }
+        let o = observed.borrow().clone();
+        assert!(!o.sync.synchronized, "{:?}", o.sync);
+        assert_eq!(o.sync.sources[1].state, SourceState::Unusable);
+        assert_eq!(o.sync.sources[1].unnumbered_pulses, 10);
     }
 
     #[test]

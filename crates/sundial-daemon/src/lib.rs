@@ -15,3 +15,4 @@ pub mod small_server;
 pub mod source;
 pub mod status;
 pub mod tls;
+mod unix_path;

@@ -119,6 +119,14 @@ struct SourceStateLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceReasonLabels {
+    name: String,
+    address: String,
+    id: String,
+    reason: String,
+}
+
 fn source_labels(s: &SourceSnapshot) -> SourceLabels {
     SourceLabels {
         name: s.name.clone(),
@@ -370,6 +378,40 @@ fn encode_sources(registry: &mut Registry, sources: &[SourceSnapshot]) {
         "sundial_source_state",
         "The source's part in the last selection: selected, candidate, falseticker, unusable",
         states,
+    );
+    encode_refclocks(registry, sources);
+}
+
+/// What only reference clocks have: the samples they refused, by reason,
+/// and the intervals without one. Other sources show no series.
+fn encode_refclocks(registry: &mut Registry, sources: &[SourceSnapshot]) {
+    let rejected = CounterFamily::<SourceReasonLabels>::default();
+    let missed = CounterFamily::<SourceLabels>::default();
+    for s in sources {
+        let Some(refclock) = &s.refclock else {
+            continue;
+        };
+        let l = source_labels(s);
+        for (reason, n) in &refclock.rejected {
+            let key = SourceReasonLabels {
+                name: l.name.clone(),
+                address: l.address.clone(),
+                id: l.id.clone(),
+                reason: reason.clone(),
+            };
+            rejected.get_or_create(&key).inc_by(*n);
+        }
+        missed.get_or_create(&l).inc_by(refclock.missed_intervals);
+    }
+    registry.register(
+        "sundial_source_refclock_rejected",
+        "Reference clock samples refused, by reason (length, magic, timestamp, offset, pulse, leap, stale, unnumbered)",
+        rejected,
+    );
+    registry.register(
+        "sundial_source_refclock_missed_intervals",
+        "Expected intervals (a second; a PPS's period) in which the reference clock sent no sample",
+        missed,
     );
 }
 

@@ -48,6 +48,8 @@ pub enum RunError {
     Metrics(#[from] MetricsStartError),
     #[error(transparent)]
     Status(#[from] StatusStartError),
+    #[error(transparent)]
+    Sources(#[from] source::SourceStartError),
     #[error(
         "[[nts-ke-server]] {0}: the [[server]] sections listen on several ports ({1}); set ntp-port to the one to announce"
     )]
@@ -206,7 +208,7 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
     } else {
         let origin = Instant::now();
         let (events_tx, events_rx) = mpsc::channel(256);
-        let running = source::spawn_sources(&config, origin, events_tx, cancel.clone());
+        let running = source::spawn_sources(&config, origin, events_tx, cancel.clone())?;
         let shared = SharedState::new(ServerState {
             stratum: config.synchronization.local_stratum,
             ..ServerState::UNSYNCHRONIZED

@@ -19,17 +19,23 @@ pub mod ke_client;
 mod ntp;
 mod nts;
 mod plain;
+pub mod pps;
+mod refclock;
+mod sock;
 pub mod trust;
 
 use std::collections::HashSet;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sundial_proto::nts::aead::AeadAlgorithm;
+use sundial_proto::refclock::Rejection;
 use sundial_proto::source::AssociationStats;
-use sundial_sync::Measurement;
+use sundial_sync::{Measurement, SourceKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +48,14 @@ pub use ke_client::{
     key_exchange_report, key_exchange_using, key_exchange_with, read_certificate_file,
 };
 pub use ntp::NtpSocket;
+pub use sock::SOCKET_MODE;
 
-use crate::config::{Config, HostPort, PollIntervalLimits, SourceConfig, SourceMode};
+use crate::config::{
+    Config, HostPort, PollIntervalLimits, PollOverrides, SourceConfig, SourceMode,
+};
+use crate::unix_path::Occupied;
+use pps::PpsDevice;
+use refclock::Reference;
 
 /// How long one key exchange may take, DNS to last record.
 pub const KE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +137,11 @@ pub struct SourceStats {
     pub last_key_exchange: AtomicU64,
     /// The AEAD it negotiated (IANA id; 0 for none yet).
     pub aead: AtomicU64,
+    /// Reference clocks: samples refused, by `Rejection as usize`.
+    pub rejected: [AtomicU64; Rejection::ALL.len()],
+    /// Reference clocks: expected intervals (a second; a PPS's period)
+    /// in which no sample came.
+    pub missed_intervals: AtomicU64,
 }
 
 impl SourceStats {
@@ -177,6 +194,53 @@ pub struct SourceHandle {
     pub poll: watch::Sender<i8>,
     pub limits: PollIntervalLimits,
     pub stats: Arc<SourceStats>,
+    /// How the synchronizer is to read its measurements.
+    pub kind: SourceKind,
+    /// A reference clock's reference id ("GPS", "PPS" or `reference-id`);
+    /// a network source's comes from its address once known.
+    pub reference_id: Option<[u8; 4]>,
+    /// A reference clock's socket or device.
+    pub path: Option<PathBuf>,
+}
+
+/// A reference clock could not be opened; each names its path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceStartError {
+    #[error("sock source {}: another process answers on this socket (is another time daemon running?)", path.display())]
+    InUse { path: PathBuf },
+    #[error("sock source {}: the path exists and is not a socket; not removing it", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("sock source {}: {source}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pps source {}: {source}", path.display())]
+    Device {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SourceStartError {
+    fn occupied(path: &Path, occupied: Occupied) -> Self {
+        let path = path.to_owned();
+        match occupied {
+            Occupied::InUse => Self::InUse { path },
+            Occupied::NotASocket => Self::NotASocket { path },
+            Occupied::Io(source) => Self::Socket { path, source },
+        }
+    }
+
+    fn socket(path: &Path, source: io::Error) -> Self {
+        Self::Socket {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 /// The running sources.
@@ -188,17 +252,22 @@ pub struct Sources {
     pub synchronized_updates: SynchronizedUpdates,
 }
 
-/// Spawns one task per `server` and `nts` source and `count` per `pool`
-/// (modes sundial does not run are skipped with a warning). Must be called
-/// inside a tokio runtime. `origin` is the start of the daemon's monotonic
-/// timeline (`Measurement::time` is seconds since it). Tasks end when
-/// `cancel` fires or the event receiver is dropped.
+/// Spawns one task per `server`, `nts`, `sock` and `pps` source and
+/// `count` per `pool` (`nts-pool` is skipped with a warning). Must be
+/// called inside a tokio runtime. `origin` is the start of the daemon's
+/// monotonic timeline (`Measurement::time` is seconds since it). Tasks end
+/// when `cancel` fires or the event receiver is dropped.
+///
+/// Reference clocks are opened here, so that a socket that cannot be
+/// created or a device that cannot be read stops the start-up with its
+/// path (before systemd hears the daemon is ready, and so before gpsd
+/// looks for the socket).
 pub fn spawn_sources(
     config: &Config,
     origin: Instant,
     events: mpsc::Sender<SourceEvent>,
     cancel: CancellationToken,
-) -> Sources {
+) -> Result<Sources, SourceStartError> {
     let mut sources = Sources {
         tasks: JoinSet::new(),
         handles: Vec::new(),
@@ -210,8 +279,15 @@ pub fn spawn_sources(
     );
     let mut next_id = 0u32;
     let defaults = &config.source_defaults;
+    // A refclock announces "GPS" or "PPS" as our system peer, or what
+    // `reference-id` says (ntpd-rs's key for a stratum 1 server).
+    let configured_id = config.synchronization.reference_id.map(|r| r.0);
+    let reference = |default: [u8; 4], accuracy: f64| Reference {
+        reference_id: configured_id.unwrap_or(default),
+        accuracy,
+    };
     for source in &config.sources {
-        let mut add = |name: String, poll: &crate::config::PollOverrides, kind: Kind| {
+        let mut add = |name: String, poll: &PollOverrides, kind: Kind| {
             let id = SourceId(next_id);
             next_id = next_id.saturating_add(1);
             let limits = poll.limits(defaults);
@@ -225,6 +301,7 @@ pub fn spawn_sources(
                 stats: Arc::clone(&stats),
                 reach: Reach::default(),
             };
+            let (sync_kind, reference_id, path) = kind.describe();
             let control = PollControl::new(poll_rx, limits);
             let span = tracing::info_span!("source", id = id.0, name = %name);
             sources.tasks.spawn(kind.run(ctx, control).instrument(span));
@@ -235,6 +312,9 @@ pub fn spawn_sources(
                 poll: poll_tx,
                 limits,
                 stats,
+                kind: sync_kind,
+                reference_id,
+                path,
             });
         };
         match source {
@@ -267,6 +347,33 @@ pub fn spawn_sources(
                     cert_time: cert_time.clone(),
                 }),
             ),
+            SourceConfig::Sock(s) => add(
+                format!("sock {}", s.path.display()),
+                &PollOverrides::default(),
+                Kind::Sock {
+                    socket: sock::bind(&s.path)?,
+                    precision: s.precision,
+                    reference: reference(*b"GPS\0", s.accuracy),
+                },
+            ),
+            SourceConfig::Pps(p) => add(
+                format!("pps {}", p.path.display()),
+                &PollOverrides::default(),
+                Kind::Pps {
+                    device: Box::new(pps::KernelPps::open(&p.path).map_err(|source| {
+                        SourceStartError::Device {
+                            path: p.path.clone(),
+                            source,
+                        }
+                    })?),
+                    path: p.path.clone(),
+                    precision: p.precision,
+                    target: pps::Target {
+                        period: p.period,
+                        reference: reference(*b"PPS\0", p.accuracy),
+                    },
+                },
+            ),
             other => {
                 tracing::warn!(
                     mode = other.mode().as_str(),
@@ -275,20 +382,66 @@ pub fn spawn_sources(
             }
         }
     }
-    sources
+    Ok(sources)
 }
 
 /// What a task runs.
 enum Kind {
     Plain(plain::Target),
     Nts(nts::Target),
+    Sock {
+        socket: sock::SockSocket,
+        precision: f64,
+        reference: Reference,
+    },
+    Pps {
+        device: Box<dyn PpsDevice>,
+        path: PathBuf,
+        precision: f64,
+        target: pps::Target,
+    },
 }
 
 impl Kind {
+    /// How the synchronizer reads it, its reference id and its path.
+    fn describe(&self) -> (SourceKind, Option<[u8; 4]>, Option<PathBuf>) {
+        match self {
+            Self::Plain(_) | Self::Nts(_) => (SourceKind::Network, None, None),
+            Self::Sock {
+                socket,
+                precision,
+                reference,
+            } => (
+                SourceKind::Refclock {
+                    precision: *precision,
+                },
+                Some(reference.reference_id),
+                Some(socket.path().to_owned()),
+            ),
+            Self::Pps {
+                path,
+                precision,
+                target,
+                ..
+            } => (
+                SourceKind::Pulse {
+                    precision: *precision,
+                    period: target.period,
+                },
+                Some(target.reference.reference_id),
+                Some(path.clone()),
+            ),
+        }
+    }
+
     async fn run(self, ctx: SourceContext, poll: PollControl) {
         match self {
             Self::Plain(target) => plain::run(ctx, poll, target).await,
             Self::Nts(target) => nts::run(ctx, poll, target).await,
+            Self::Sock {
+                socket, reference, ..
+            } => sock::run(ctx, socket, reference).await,
+            Self::Pps { device, target, .. } => pps::run(ctx, device, target).await,
         }
     }
 }

@@ -14,13 +14,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use sundial_proto::refclock::Rejection;
 use sundial_proto::server::DropClass;
 use sundial_sync::{Leap, NoSyncReason, SyncStatus};
 use tokio::io::AsyncWriteExt;
@@ -36,6 +37,7 @@ use crate::server::nts_ke::{KeListener, KeStats};
 use crate::small_server::serve_connections;
 use crate::source::{SourceHandle, SourceId, SourceStats};
 use crate::tls::{CertificateInfo, ReloadableCert};
+use crate::unix_path::{Occupied, make_room};
 
 /// Everything `sundial status` shows, at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -215,7 +217,7 @@ pub struct SourceSnapshot {
     pub id: u32,
     /// Mode and configured address, plus the slot for a pool.
     pub name: String,
-    /// `server`, `pool` or `nts`.
+    /// `server`, `pool`, `nts`, `sock` or `pps`.
     pub mode: String,
     /// The NTP server polled now, once known.
     pub address: Option<SocketAddr>,
@@ -239,6 +241,29 @@ pub struct SourceSnapshot {
     #[serde(default)]
     pub nts_aead: Option<String>,
     pub counters: SourceCounters,
+    /// What only a reference clock (`sock`, `pps`) has.
+    #[serde(default)]
+    pub refclock: Option<RefclockSnapshot>,
+}
+
+/// A reference clock's path and what it refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefclockSnapshot {
+    /// The socket sundial created, or the PPS device.
+    pub path: PathBuf,
+    /// Samples refused, by reason ([`Rejection::name`], and `unnumbered`
+    /// for pulses no whole-time source could number), the non-zero ones.
+    pub rejected: BTreeMap<String, u64>,
+    /// Expected intervals (a second; a PPS's period) without a sample.
+    pub missed_intervals: u64,
+}
+
+impl RefclockSnapshot {
+    /// All samples refused, whatever the reason.
+    #[must_use]
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
 }
 
 /// A source's counters since the daemon started.
@@ -538,6 +563,8 @@ pub struct SourceInfo {
     pub name: String,
     pub mode: crate::config::SourceMode,
     pub stats: Arc<SourceStats>,
+    /// A reference clock's socket or device.
+    pub path: Option<PathBuf>,
 }
 
 impl SourceInfo {
@@ -548,6 +575,7 @@ impl SourceInfo {
             name: handle.name.clone(),
             mode: handle.mode,
             stats: Arc::clone(&handle.stats),
+            path: handle.path.clone(),
         }
     }
 }
@@ -669,6 +697,21 @@ fn source_snapshot(info: &SourceInfo, observed: Option<&Observed>) -> SourceSnap
             key_exchanges: get(&s.key_exchanges),
             key_exchange_failures: get(&s.key_exchange_failures),
         },
+        refclock: info.path.as_ref().map(|path| {
+            let unnumbered = sync.map_or(0, |st| st.unnumbered_pulses);
+            RefclockSnapshot {
+                path: path.clone(),
+                rejected: Rejection::ALL
+                    .iter()
+                    .zip(&s.rejected)
+                    .map(|(why, n)| (why.name(), get(n)))
+                    .chain([("unnumbered", unnumbered)])
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(why, n)| (why.to_owned(), n))
+                    .collect(),
+                missed_intervals: get(&s.missed_intervals),
+            }
+        }),
     }
 }
 
@@ -722,23 +765,16 @@ pub fn bind(path: &Path, mode: u32) -> Result<StatusListener, StatusStartError> 
         path: path.to_owned(),
         source,
     };
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(StatusStartError::InUse {
-                    path: path.to_owned(),
-                });
-            }
-            fs::remove_file(path).map_err(io_err)?;
-        }
-        Ok(_) => {
-            return Err(StatusStartError::NotASocket {
-                path: path.to_owned(),
-            });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
+    let alive = |p: &Path| std::os::unix::net::UnixStream::connect(p).is_ok();
+    make_room(path, alive).map_err(|occupied| match occupied {
+        Occupied::InUse => StatusStartError::InUse {
+            path: path.to_owned(),
+        },
+        Occupied::NotASocket => StatusStartError::NotASocket {
+            path: path.to_owned(),
+        },
+        Occupied::Io(e) => io_err(e),
+    })?;
     let listener = UnixListener::bind(path).map_err(io_err)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err)?;
     Ok(StatusListener {
@@ -901,6 +937,7 @@ mod tests {
                 last_key_exchange: Some(1_700_000_000),
                 nts_aead: Some("AEAD_AES_SIV_CMAC_256".to_owned()),
                 counters: SourceCounters::default(),
+                refclock: None,
             }],
             ..Status::default()
         };

@@ -348,6 +348,34 @@ fn source_mode_decides_the_keys() {
         "positive",
     );
     assert_error(
+        "[[source]]\nmode = \"sock\"\npath = \"/run/gps.sock\"\nprecision = 1e-3\nmeasurement_noise_estimate = 1e-6\n",
+        "source[0].measurement_noise_estimate",
+        5,
+        1,
+        "keep only `precision`",
+    );
+    assert_error(
+        "[[source]]\nmode = \"pps\"\npath = \"/dev/pps0\"\nprecision = 1e-7\naccuracy = -1\n",
+        "source[0].accuracy",
+        5,
+        1,
+        "positive",
+    );
+    assert_error(
+        "[[source]]\nmode = \"pps\"\npath = \"/dev/pps0\"\nprecision = 1e-7\nperiod = 1e-6\n",
+        "source[0].period",
+        5,
+        1,
+        "from 0.001 to 3600 seconds",
+    );
+    assert_error(
+        "[[source]]\nmode = \"sock\"\npath = \"/run/gps.sock\"\nprecision = 1e-3\nperiod = 1\n",
+        "source[0].period",
+        5,
+        1,
+        "not allowed for mode \"sock\"",
+    );
+    assert_error(
         "[[source]]\nmode = \"server\"\naddress = \"a.example:ntp\"\n",
         "source[0].address",
         3,

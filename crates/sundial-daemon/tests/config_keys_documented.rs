@@ -88,11 +88,13 @@ const NTPD_RS_KEYS: &[(&str, &[&str])] = &[
     (
         "source",
         &[
+            "accuracy",
             "address",
             "certificate-authority",
             "count",
             "ignore",
             "initial-poll-interval",
+            "measurement_noise_estimate",
             "mode",
             "ntp-version",
             "path",

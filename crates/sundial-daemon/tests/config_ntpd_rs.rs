@@ -265,7 +265,7 @@ require-nts = "deny"
 }
 
 #[test]
-fn unimplemented_modes_load_and_are_reported() {
+fn refclocks_load_with_ntpd_rs_keys() {
     let config = load(
         r#"
 [[source]]
@@ -276,14 +276,52 @@ precision = 1e-3
 mode = "pps"
 path = "/dev/pps0"
 precision = 1e-7
+period = 0.1
+accuracy = 1e-6
+[[source]]
+mode = "sock"
+path = "/run/chrony.ttyS0.sock"
+measurement_noise_estimate = 4e-6
+[synchronization]
+minimum-agreeing-sources = 1
+reference-id = "GPS"
 "#,
     );
     let modes: Vec<SourceMode> = config.sources.iter().map(SourceConfig::mode).collect();
-    assert_eq!(modes, [SourceMode::Sock, SourceMode::Pps]);
-    assert!(modes.iter().all(|m| !m.is_supported()));
-    let warned: Vec<String> = config.warnings().into_iter().map(|w| w.key).collect();
-    assert!(warned.contains(&"source[0].mode".to_owned()), "{warned:?}");
-    assert!(warned.contains(&"source[1].mode".to_owned()), "{warned:?}");
+    assert_eq!(modes, [SourceMode::Sock, SourceMode::Pps, SourceMode::Sock]);
+    assert!(modes.iter().all(|m| m.is_supported() && m.is_refclock()));
+    match &config.sources[..] {
+        [
+            SourceConfig::Sock(sock),
+            SourceConfig::Pps(pps),
+            SourceConfig::Sock(old),
+        ] => {
+            assert_eq!(sock.path, Path::new("/run/ntpd-rs/chrony.ttyAMA0.sock"));
+            assert_eq!((sock.precision, sock.accuracy), (1e-3, 0.0));
+            assert_eq!((pps.precision, pps.accuracy, pps.period), (1e-7, 1e-6, 0.1));
+            // ntpd-rs's deprecated variance: precision is its square root.
+            assert!((old.precision - 2e-3).abs() < 1e-12, "{old:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    // A PPS counts for no agreeing source, as in ntpd-rs.
+    assert_eq!(config.max_sources(), 2);
+}
+
+#[test]
+fn a_pps_without_a_whole_time_source_is_warned_about() {
+    let config = load(
+        "[[source]]\nmode = \"pps\"\npath = \"/dev/pps0\"\nprecision = 1e-7\n\
+         [synchronization]\nminimum-agreeing-sources = 1\n",
+    );
+    let warnings = config.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.key == "source[0]" && w.message.contains("never used")),
+        "{warnings:?}"
+    );
 }
 
 #[test]

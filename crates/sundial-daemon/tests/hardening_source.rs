@@ -288,7 +288,8 @@ async fn a_source_facing_a_hostile_server_retries_on_schedule_and_never_measures
     let config = config::parse(&text, Path::new("test.toml")).unwrap();
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
-    let mut sources = spawn_sources(&config, std::time::Instant::now(), tx, cancel.clone());
+    let mut sources = spawn_sources(&config, std::time::Instant::now(), tx, cancel.clone())
+        .expect("no refclock to open");
     let event = within("first event", rx.recv()).await.unwrap();
     match event {
         SourceEvent::Status(

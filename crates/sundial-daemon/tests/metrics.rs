@@ -19,7 +19,10 @@ use sundial_daemon::metrics::{self, CONTENT_TYPE, Handles, KeHandle};
 use sundial_daemon::server::ntp::NtpStats;
 use sundial_daemon::server::nts_ke::KeStats;
 use sundial_daemon::source::{SourceId, SourceStats};
-use sundial_daemon::status::SourceInfo;
+use sundial_daemon::status::{
+    ClockKind, LeapStatus, RefclockSnapshot, SourceCounters, SourceInfo, SourceSnapshot, Status,
+    SystemStatus,
+};
 use sundial_proto::server::DropClass;
 use sundial_sync::{Leap, SourceState, SourceStatus, SyncStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -369,12 +372,14 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             name: "nts time.example:4460".to_owned(),
             mode: SourceMode::Nts,
             stats: Arc::new(nts),
+            path: None,
         },
         SourceInfo {
             id: SourceId(1),
             name: "server 192.0.2.9:123".to_owned(),
             mode: SourceMode::Server,
             stats: Arc::new(plain),
+            path: None,
         },
     ];
     let source = |id, state, offset| SourceStatus {
@@ -385,6 +390,7 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
         jitter: 0.0005,
         reach: 0xff,
         poll: 6,
+        unnumbered_pulses: 0,
     };
     let observed = Observed {
         sync: SyncStatus {
@@ -413,6 +419,69 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
         virtual_correction: None,
     };
     (infos, tokio::sync::watch::Sender::new(observed))
+}
+
+#[test]
+fn a_reference_clock_shows_its_refused_samples_by_reason() {
+    let status = Status {
+        system: SystemStatus {
+            clock: ClockKind::Sources,
+            synchronized: true,
+            stratum: 1,
+            reference_id: "GPS".to_owned(),
+            leap: LeapStatus::InsertSecond,
+            ..SystemStatus::default()
+        },
+        sources: vec![SourceSnapshot {
+            id: 0,
+            name: "sock /run/sundial/gps.sock".to_owned(),
+            mode: "sock".to_owned(),
+            address: None,
+            state: sundial_daemon::status::SourceState::Selected,
+            stratum: Some(0),
+            offset_seconds: 2e-3,
+            delay_seconds: 0.0,
+            jitter_seconds: 4e-5,
+            reach: 0xff,
+            unanswered_polls: 0,
+            poll_exponent: 4,
+            nts_cookies: None,
+            last_key_exchange: None,
+            nts_aead: None,
+            counters: SourceCounters {
+                samples: 61,
+                ..SourceCounters::default()
+            },
+            refclock: Some(RefclockSnapshot {
+                path: "/run/sundial/gps.sock".into(),
+                rejected: [("length".to_owned(), 3), ("offset".to_owned(), 2)].into(),
+                missed_intervals: 7,
+            }),
+        }],
+        ..Status::default()
+    };
+    let body = metrics::encode(&status).unwrap();
+    let labels = "name=\"sock /run/sundial/gps.sock\",address=\"\",id=\"0\"";
+    for (series, want) in [
+        (
+            format!("sundial_source_refclock_rejected_total{{{labels},reason=\"length\"}}"),
+            "3",
+        ),
+        (
+            format!("sundial_source_refclock_rejected_total{{{labels},reason=\"offset\"}}"),
+            "2",
+        ),
+        (
+            format!("sundial_source_refclock_missed_intervals_total{{{labels}}}"),
+            "7",
+        ),
+        (format!("sundial_source_samples_total{{{labels}}}"), "61"),
+        (format!("sundial_source_stratum{{{labels}}}"), "0.0"),
+        ("ntp_system_stratum".to_owned(), "1.0"),
+        ("ntp_system_leap_indicator".to_owned(), "1.0"),
+    ] {
+        assert_eq!(sample(&body, &series), want, "{series}\n{body}");
+    }
 }
 
 #[tokio::test]

@@ -99,7 +99,8 @@ struct Running {
 fn run_sources(config: &config::Config) -> Running {
     let (tx, events) = mpsc::channel(64);
     let cancel = CancellationToken::new();
-    let sources = spawn_sources(config, Instant::now(), tx, cancel.clone());
+    let sources =
+        spawn_sources(config, Instant::now(), tx, cancel.clone()).expect("no refclock to open");
     Running {
         sources,
         events,

@@ -48,7 +48,8 @@ async fn a_server_source_measures_and_a_pool_slot_never_doubles_up() {
          [[source]]\nmode = \"pool\"\naddress = \"127.0.0.1:{port}\"\ncount = 2\n"
     ));
     let (tx, mut rx) = mpsc::channel(64);
-    let mut sources = spawn_sources(&config, Instant::now(), tx, cancel.clone());
+    let mut sources =
+        spawn_sources(&config, Instant::now(), tx, cancel.clone()).expect("no refclock to open");
     assert_eq!(sources.handles.len(), 3);
 
     let mut measured = [0usize; 3];
@@ -92,7 +93,8 @@ async fn a_pool_ignores_the_addresses_it_is_told_to() {
         "[[source]]\nmode = \"pool\"\naddress = \"127.0.0.1:{port}\"\ncount = 1\nignore = [\"127.0.0.1\"]\n"
     ));
     let (tx, mut rx) = mpsc::channel(64);
-    let mut sources = spawn_sources(&config, Instant::now(), tx, cancel.clone());
+    let mut sources =
+        spawn_sources(&config, Instant::now(), tx, cancel.clone()).expect("no refclock to open");
     match within("event", rx.recv()).await.unwrap() {
         SourceEvent::Status(_, SourceStatus::ResolveFailed { .. }) => {}
         other => panic!("{other:?}"),

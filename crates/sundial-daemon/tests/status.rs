@@ -22,6 +22,7 @@ use sundial_daemon::status::{
     SourceState, Status, StatusStartError,
 };
 use sundial_proto::nts::keyset::{KeySet, KeySetConfig};
+use sundial_proto::refclock::Rejection;
 use sundial_sync::{Leap, NoSyncReason, SourceStatus, SyncStatus};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
@@ -166,18 +167,31 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
     let plain = SourceStats::default();
     set(&plain.cookies, 0);
     set(&plain.unanswered, 3);
+    let pps = SourceStats::default();
+    set(&pps.samples, 40);
+    set(&pps.rejected[Rejection::Stale as usize], 2);
+    set(&pps.missed_intervals, 5);
     let sources = vec![
         SourceInfo {
             id: SourceId(0),
             name: "nts a.example:4460".to_owned(),
             mode: SourceMode::Nts,
             stats: Arc::new(nts),
+            path: None,
         },
         SourceInfo {
             id: SourceId(1),
             name: "pool b.example slot 0".to_owned(),
             mode: SourceMode::Pool,
             stats: Arc::new(plain),
+            path: None,
+        },
+        SourceInfo {
+            id: SourceId(2),
+            name: "pps /dev/pps0".to_owned(),
+            mode: SourceMode::Pps,
+            stats: Arc::new(pps),
+            path: Some("/dev/pps0".into()),
         },
     ];
     let observed = tokio::sync::watch::Sender::new(Observed {
@@ -197,15 +211,28 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             pending_slew: 1e-3,
             uncertainty: 1e-5,
             frequency_ppm: -3.25,
-            sources: vec![SourceStatus {
-                id: sundial_sync::SourceId(0),
-                state: sundial_sync::SourceState::Candidate,
-                offset: 0.001,
-                delay: 0.01,
-                jitter: 0.0001,
-                reach: 1,
-                poll: 5,
-            }],
+            sources: vec![
+                SourceStatus {
+                    id: sundial_sync::SourceId(0),
+                    state: sundial_sync::SourceState::Candidate,
+                    offset: 0.001,
+                    delay: 0.01,
+                    jitter: 0.0001,
+                    reach: 1,
+                    poll: 5,
+                    unnumbered_pulses: 0,
+                },
+                SourceStatus {
+                    id: sundial_sync::SourceId(2),
+                    state: sundial_sync::SourceState::Unusable,
+                    offset: 0.0,
+                    delay: 0.0,
+                    jitter: 0.0,
+                    reach: 0xff,
+                    poll: 5,
+                    unnumbered_pulses: 38,
+                },
+            ],
         },
         servers: HashMap::from([(SourceId(0), "192.0.2.1:123".parse().unwrap())]),
         strata: HashMap::from([(SourceId(0), 2)]),
@@ -262,6 +289,20 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
     assert_eq!(b.nts_cookies, None);
     assert_eq!(b.last_key_exchange, None);
     assert_eq!(b.unanswered_polls, 3);
+    assert_eq!((a.refclock.as_ref(), b.refclock.as_ref()), (None, None));
+
+    // A PPS that no whole-time source numbers yet: its pulses are counted
+    // as refused, beside the stale ones.
+    let pps = &status.sources[2];
+    assert_eq!(pps.mode, "pps");
+    assert_eq!(pps.counters.samples, 40);
+    let refclock = pps.refclock.as_ref().expect("a refclock row");
+    assert_eq!(refclock.path, Path::new("/dev/pps0"));
+    assert_eq!(
+        refclock.rejected,
+        [("stale".to_owned(), 2), ("unnumbered".to_owned(), 38)].into()
+    );
+    assert_eq!(refclock.missed_intervals, 5);
 
     let keyset = status.keyset.unwrap();
     assert_eq!(keyset.current_key_id, current);

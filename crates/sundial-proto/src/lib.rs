@@ -25,5 +25,6 @@
 pub mod ntp;
 pub mod nts;
 pub mod reader;
+pub mod refclock;
 pub mod server;
 pub mod source;

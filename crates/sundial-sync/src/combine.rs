@@ -19,6 +19,8 @@ pub(crate) struct Survivor {
     pub(crate) leap: Leap,
     pub(crate) root_delay: f64,
     pub(crate) root_dispersion: f64,
+    /// A pulse source: it knows nothing of leap seconds.
+    pub(crate) pulse: bool,
 }
 
 /// The combined estimate.
@@ -81,11 +83,13 @@ pub(crate) fn combine(survivors: &[Survivor]) -> Option<Combined> {
     })
 }
 
-/// The leap second more than half of the survivors announce, if any.
+/// The leap second more than half of the survivors that can know announce,
+/// if any (a pulse cannot).
 fn majority_leap(survivors: &[Survivor]) -> Leap {
-    let count = |leap| survivors.iter().filter(|s| s.leap == leap).count();
+    let knowing = || survivors.iter().filter(|s| !s.pulse);
+    let count = |leap| knowing().filter(|s| s.leap == leap).count();
     for leap in [Leap::InsertSecond, Leap::DeleteSecond] {
-        if 2 * count(leap) > survivors.len() {
+        if 2 * count(leap) > knowing().count() {
             return leap;
         }
     }
@@ -109,6 +113,7 @@ mod tests {
             leap: Leap::None,
             root_delay: 0.01,
             root_dispersion: 0.002,
+            pulse: false,
         }
     }
 
@@ -139,5 +144,16 @@ mod tests {
         s[1].leap = Leap::InsertSecond;
         assert_eq!(combine(&s).unwrap().leap, Leap::InsertSecond);
         assert_eq!(combine(&[]), None);
+    }
+
+    #[test]
+    fn a_pulse_has_no_say_in_the_leap() {
+        let mut s = [survivor(0, 0.0, 0.01, 0), survivor(1, 0.0, 1e-6, 0)];
+        s[0].leap = Leap::InsertSecond;
+        s[1].pulse = true;
+        let c = combine(&s).unwrap();
+        assert_eq!(c.leap, Leap::InsertSecond);
+        // ... but it is the system peer, and we are stratum 1.
+        assert_eq!((c.peer, c.stratum), (1, 1));
     }
 }

@@ -16,8 +16,10 @@ mod combine;
 mod consts;
 mod discipline;
 mod filter;
+mod kind;
 mod noise;
 mod poll;
+mod pulse;
 mod regression;
 mod sample;
 mod select;
@@ -29,6 +31,7 @@ mod synchronizer;
 
 pub use action::{ClockAction, PanicReason};
 pub use applied::AppliedCorrections;
+pub use kind::SourceKind;
 pub use settings::{StepLimit, SyncSettings};
 pub use status::{NoSyncReason, SourceState, SourceStatus, SyncStatus};
 pub use synchronizer::{SourceId, Synchronizer};
@@ -56,11 +59,13 @@ pub enum Leap {
 pub struct Measurement {
     /// When it was taken, on the monotonic timeline.
     pub time: MonoSeconds,
-    /// theta: how far the source's clock is ahead of ours.
+    /// theta: how far the source's clock is ahead of ours (for a pulse
+    /// source, modulo its period).
     pub offset: f64,
     /// delta: round-trip delay minus the server's processing time (>= 0).
     pub delay: f64,
-    /// The source's stratum (1 to 15).
+    /// The source's stratum (1 to 15; a reference clock's is taken as 0
+    /// whatever this says).
     pub stratum: u8,
     pub leap: Leap,
     /// The source's root delay and root dispersion.

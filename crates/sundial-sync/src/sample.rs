@@ -4,6 +4,7 @@
 //! filter, selection and discipline only ever see finite, bounded numbers.
 
 use crate::consts::{LOCAL_PRECISION, MAX_SANE_SECONDS, MAXDISP, PHI, log2_seconds};
+use crate::kind::SourceKind;
 use crate::{Leap, Measurement};
 
 /// One accepted exchange, in the synchronizer's frame (see `slew.rs`): its
@@ -37,7 +38,8 @@ pub(crate) enum Rejection {
     AbsurdDelay,
     /// Root delay or dispersion negative or beyond `MAXDISP`.
     AbsurdRoot,
-    /// The source says it is not synchronized (leap 3, stratum 0 or 16+).
+    /// The source says it is not synchronized (leap 3, or a network
+    /// source at stratum 0 or 16+).
     SourceUnsynchronized,
 }
 
@@ -45,9 +47,17 @@ pub(crate) enum Rejection {
 /// mid-exchange; up to this much is timing noise and counts as zero.
 const NEGATIVE_DELAY_TOLERANCE: f64 = 1e-3;
 
-/// Checks `m` and builds its sample; `offset` is the measured offset
-/// already moved into the synchronizer's frame.
-pub(crate) fn accept(m: &Measurement, offset: f64) -> Result<(Sample, SourceInfo), Rejection> {
+/// Checks `m` from a source of `kind` and builds its sample; `offset` is
+/// the measured offset already moved into the synchronizer's frame.
+///
+/// A reference clock is stratum 0 whatever the measurement says, has no
+/// round trip, and its dispersion is its configured precision; only its
+/// leap indicator can say it is not synchronized (gpsd without a fix).
+pub(crate) fn accept(
+    m: &Measurement,
+    offset: f64,
+    kind: SourceKind,
+) -> Result<(Sample, SourceInfo), Rejection> {
     let sane = |x: f64| x.is_finite() && x.abs() <= MAX_SANE_SECONDS;
     if !(sane(m.time) && sane(m.offset) && sane(offset) && m.delay.is_finite()) {
         return Err(Rejection::NotFinite);
@@ -59,21 +69,37 @@ pub(crate) fn accept(m: &Measurement, offset: f64) -> Result<(Sample, SourceInfo
     if !(root_ok(m.root_delay) && root_ok(m.root_dispersion)) {
         return Err(Rejection::AbsurdRoot);
     }
-    if m.leap == Leap::Unsynchronized || m.stratum == 0 || m.stratum >= 16 {
+    let refclock = kind.precision();
+    let unsynchronized = match refclock {
+        Some(_) => m.leap == Leap::Unsynchronized,
+        None => m.leap == Leap::Unsynchronized || m.stratum == 0 || m.stratum >= 16,
+    };
+    if unsynchronized {
         return Err(Rejection::SourceUnsynchronized);
     }
-    // A precision above 2^0 s is nonsense; below 2^-32 it is below the
-    // resolution of an NTP timestamp.
-    let precision = m.precision.clamp(-32, 0);
-    let delay = m.delay.max(0.0);
+    let local = log2_seconds(LOCAL_PRECISION);
+    let (delay, stratum, dispersion) = match refclock {
+        Some(precision) => (0.0, 0, precision + local),
+        None => {
+            // A precision above 2^0 s is nonsense; below 2^-32 it is below
+            // the resolution of an NTP timestamp.
+            let precision = m.precision.clamp(-32, 0);
+            let delay = m.delay.max(0.0);
+            (
+                delay,
+                m.stratum,
+                log2_seconds(precision) + local + PHI * delay,
+            )
+        }
+    };
     let sample = Sample {
         time: m.time,
         offset,
         delay,
-        dispersion: log2_seconds(precision) + log2_seconds(LOCAL_PRECISION) + PHI * delay,
+        dispersion,
     };
     let info = SourceInfo {
-        stratum: m.stratum,
+        stratum,
         leap: m.leap,
         root_delay: m.root_delay,
         root_dispersion: m.root_dispersion,
@@ -101,7 +127,7 @@ mod tests {
 
     #[test]
     fn accepts_a_normal_measurement() {
-        let (s, info) = accept(&good(), 0.001).unwrap();
+        let (s, info) = accept(&good(), 0.001, SourceKind::Network).unwrap();
         assert_eq!(s.delay, 0.02);
         assert_eq!(info.stratum, 2);
     }
@@ -167,7 +193,11 @@ mod tests {
             ),
         ];
         for (m, why) in cases {
-            assert_eq!(accept(&m, m.offset).err(), Some(why), "{m:?}");
+            assert_eq!(
+                accept(&m, m.offset, SourceKind::Network).err(),
+                Some(why),
+                "{m:?}"
+            );
         }
     }
 
@@ -179,8 +209,39 @@ mod tests {
                 ..good()
             },
             0.0,
+            SourceKind::Network,
         )
         .unwrap();
         assert_eq!(s.delay, 0.0);
+    }
+
+    #[test]
+    fn a_reference_clock_is_stratum_0_with_its_precision() {
+        let m = Measurement {
+            stratum: 0,
+            delay: 0.0,
+            ..good()
+        };
+        let kind = SourceKind::Refclock { precision: 1e-3 };
+        let (s, info) = accept(&m, 0.001, kind).unwrap();
+        assert_eq!(info.stratum, 0);
+        assert_eq!((s.delay, s.offset), (0.0, 0.001));
+        assert!((s.dispersion - 1e-3).abs() < 2e-6, "{}", s.dispersion);
+        // Whatever stratum the daemon wrote, and only leap 3 refuses it.
+        assert!(accept(&Measurement { stratum: 16, ..m }, 0.0, kind).is_ok());
+        assert_eq!(
+            accept(
+                &Measurement {
+                    leap: Leap::Unsynchronized,
+                    ..m
+                },
+                0.0,
+                kind
+            )
+            .err(),
+            Some(Rejection::SourceUnsynchronized)
+        );
+        // A network source at stratum 0 is a kiss, not a sample.
+        assert!(accept(&m, 0.0, SourceKind::Network).is_err());
     }
 }

@@ -10,7 +10,8 @@ pub struct SyncStatus {
     pub synchronized: bool,
     /// Why not synchronized; `None` when synchronized.
     pub reason: Option<NoSyncReason>,
-    /// The system peer's stratum + 1, or `local_stratum`.
+    /// The system peer's stratum + 1 (1 with a reference clock), or
+    /// `local_stratum`.
     pub stratum: u8,
     /// The refid set for the system peer with `set_source_refid`
     /// (its IPv4 address or address hash, RFC 5905 section 7.3), or
@@ -72,6 +73,9 @@ pub struct SourceStatus {
     /// The reach register: one bit per poll, 1 for an answer.
     pub reach: u8,
     pub poll: i8,
+    /// Pulses that no whole time could number, so were not used (pulse
+    /// sources only; 0 for the others).
+    pub unnumbered_pulses: u64,
 }
 
 /// A source's part in the last selection (ntpq's tally codes).

@@ -8,8 +8,10 @@ use crate::combine::{Combined, Survivor, combine};
 use crate::consts::{LOCAL_PRECISION, MAX_SANE_SECONDS, MAXDIST, MINDISP, PHI, log2_seconds};
 use crate::discipline::{Discipline, Reframe};
 use crate::filter::{ClockFilter, DelayProfile, FilterOutput};
+use crate::kind::SourceKind;
 use crate::noise::{NoiseModel, Rule};
 use crate::poll::PollControl;
+use crate::pulse::WholeTime;
 use crate::regression::{Origin, Point};
 use crate::sample::{self, Rejection, SourceInfo};
 use crate::select::{Claim, intersection, is_truechimer};
@@ -26,6 +28,7 @@ const INIT_REFID: [u8; 4] = *b"INIT";
 
 #[derive(Clone, Debug)]
 struct Source {
+    kind: SourceKind,
     filter: ClockFilter,
     noise: NoiseModel,
     reach: u8,
@@ -36,11 +39,14 @@ struct Source {
     unsynchronized: bool,
     state: SourceState,
     output: Option<FilterOutput>,
+    /// Pulses no whole time could number (pulse sources only).
+    unnumbered: u64,
 }
 
 impl Source {
-    fn new() -> Self {
+    fn new(kind: SourceKind) -> Self {
         Self {
+            kind,
             filter: ClockFilter::default(),
             noise: NoiseModel::default(),
             reach: 0,
@@ -49,7 +55,68 @@ impl Source {
             unsynchronized: false,
             state: SourceState::Unusable,
             output: None,
+            unnumbered: 0,
         }
+    }
+
+    /// How uncertain its samples are: a reference clock's precision is
+    /// configured, a network source's noise is learned.
+    fn rule(&self) -> Rule {
+        match self.kind.precision() {
+            Some(precision) => Rule::Flat(precision * precision),
+            None => self.noise.rule(),
+        }
+    }
+}
+
+/// A source with a usable sample, as the selection sees it.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    claim: Claim,
+    survivor: Survivor,
+    /// A pulse source's period: its offset is numbered, not known.
+    period: Option<f64>,
+}
+
+/// What the sources that know the whole time agree on.
+#[derive(Debug)]
+struct Agreement {
+    /// The intersection of their claims, if a majority shares one.
+    interval: Option<(f64, f64)>,
+    truechimers: Vec<Survivor>,
+    /// Their combination, when enough of them agree.
+    combined: Option<Combined>,
+}
+
+impl Agreement {
+    fn of(whole: &[Candidate], required: usize) -> Self {
+        let claims: Vec<Claim> = whole.iter().map(|c| c.claim).collect();
+        let interval = intersection(&claims);
+        let truechimers: Vec<Survivor> = whole
+            .iter()
+            .filter(|c| interval.is_some_and(|i| is_truechimer(&c.claim, i)))
+            .map(|c| c.survivor)
+            .collect();
+        let combined = if truechimers.len() >= required {
+            combine(&truechimers)
+        } else {
+            None
+        };
+        Self {
+            interval,
+            truechimers,
+            combined,
+        }
+    }
+
+    /// The whole time pulses are numbered by.
+    fn whole_time(&self) -> Option<WholeTime> {
+        let combined = self.combined?;
+        let peer = self.truechimers.iter().find(|s| s.index == combined.peer)?;
+        Some(WholeTime {
+            offset: combined.offset,
+            distance: peer.root_distance,
+        })
     }
 }
 
@@ -90,9 +157,17 @@ impl Synchronizer {
         &self.settings
     }
 
-    /// Starts tracking a source; a known source is left as it is.
+    /// Starts tracking a network source; a known source is left as it is.
     pub fn add_source(&mut self, id: SourceId) {
-        self.sources.entry(id).or_insert_with(Source::new);
+        self.add_source_with(id, SourceKind::Network);
+    }
+
+    /// Starts tracking a source of `kind` (a reference clock, a pulse); a
+    /// known source is left as it is.
+    pub fn add_source_with(&mut self, id: SourceId, kind: SourceKind) {
+        self.sources
+            .entry(id)
+            .or_insert_with(|| Source::new(kind.sanitized()));
     }
 
     /// Forgets a source and its samples.
@@ -116,35 +191,66 @@ impl Synchronizer {
         self.discipline.set_initial_frequency(ppm);
     }
 
-    /// A poll of `id` went unanswered at `now`.
+    /// A poll of `id` went unanswered at `now`. A reference clock that
+    /// falls silent is unusable at once, until its next sample: no poll of
+    /// ours can bring an answer from it.
     pub fn unreachable(&mut self, id: SourceId, now: MonoSeconds) {
         let Some(source) = self.sources.get_mut(&id) else {
             return;
         };
-        source.reach <<= 1;
+        if source.kind.is_refclock() {
+            source.reach = 0;
+        } else {
+            source.reach <<= 1;
+        }
         self.advance(now);
         // Refresh what the status says; the clock is only steered on news.
         let _ = self.select();
     }
 
     /// A completed exchange with `id`: filter, select, combine, discipline.
-    /// Measurements from sources not added are ignored.
+    /// Measurements from sources not added are ignored. For a pulse
+    /// source, `m.offset` is known modulo its period only: the sources
+    /// that know the whole time number it, and while none can, the pulse
+    /// is counted and dropped.
     #[must_use = "the clock actions must be applied"]
     pub fn measurement(&mut self, id: SourceId, m: Measurement) -> Vec<ClockAction> {
-        let frame_offset = self.discipline.to_frame(m.time, m.offset);
+        let Some(kind) = self.sources.get(&id).map(|s| s.kind) else {
+            return Vec::new();
+        };
+        let mut frame_offset = self.discipline.to_frame(m.time, m.offset);
+        if let Some(period) = kind.period() {
+            self.advance(m.time);
+            let numbered = self
+                .whole_time()
+                .and_then(|whole| whole.number(frame_offset, period));
+            match numbered {
+                Some(offset) => frame_offset = offset,
+                None => {
+                    if let Some(source) = self.sources.get_mut(&id) {
+                        source.reach = (source.reach << 1) | 1;
+                        source.unnumbered += 1;
+                    }
+                    let _ = self.select();
+                    return Vec::new();
+                }
+            }
+        }
         let Some(source) = self.sources.get_mut(&id) else {
             return Vec::new();
         };
         // Any answer counts as reaching the source (RFC 5905 section 13).
         source.reach = (source.reach << 1) | 1;
         let mut fresh = None;
-        match sample::accept(&m, frame_offset) {
+        match sample::accept(&m, frame_offset, kind) {
             Ok((sample, info)) => {
                 source.filter.add(sample, self.settings.step_threshold);
                 source.info = Some(info);
                 source.unsynchronized = false;
                 let stats = source.filter.delay_profile().stats(sample.delay);
-                if let Some(predicted) = self.discipline.predict(sample.time) {
+                if let Some(predicted) = self.discipline.predict(sample.time)
+                    && !kind.is_refclock()
+                {
                     source.noise.record(&stats, sample.offset - predicted);
                 }
                 let origin = Origin {
@@ -180,7 +286,7 @@ impl Synchronizer {
         let rules: BTreeMap<SourceId, (Rule, DelayProfile)> = self
             .sources
             .iter()
-            .map(|(id, s)| (*id, (s.noise.rule(), s.filter.delay_profile())))
+            .map(|(id, s)| (*id, (s.rule(), s.filter.delay_profile())))
             .collect();
         let weigh = |o: &Origin| {
             rules
@@ -254,6 +360,7 @@ impl Synchronizer {
                 jitter: s.output.map_or(0.0, |o| o.jitter),
                 reach: s.reach,
                 poll,
+                unnumbered_pulses: s.unnumbered,
             })
             .collect();
         let synchronized = self.reason.is_none() && self.discipline.has_started();
@@ -308,15 +415,20 @@ impl Synchronizer {
         }
     }
 
-    /// Marks every source's state and combines the truechimers, or records
-    /// why not.
-    fn select(&mut self) -> Option<Combined> {
-        let required = self.settings.minimum_agreeing_sources;
+    /// Every source's filter output as of now, and its state reset to
+    /// unusable until the selection says otherwise.
+    fn refresh(&mut self) {
         let now = self.now;
-        let mut candidates: Vec<(Claim, Survivor)> = Vec::new();
-        for (index, source) in self.sources.values_mut().enumerate() {
+        for source in self.sources.values_mut() {
             source.state = SourceState::Unusable;
             source.output = source.filter.output(now);
+        }
+    }
+
+    /// The sources with a usable sample (after `refresh`).
+    fn candidates(&self) -> Vec<Candidate> {
+        let mut candidates = Vec::new();
+        for (index, source) in self.sources.values().enumerate() {
             if source.reach == 0 || source.unsynchronized {
                 continue;
             }
@@ -324,84 +436,139 @@ impl Synchronizer {
                 continue;
             };
             // RFC 5905 section 11.2: half the root delay, plus every
-            // dispersion and the jitter on the way.
+            // dispersion and the jitter on the way. The floor keeps a
+            // network source with a tiny round trip from claiming to be
+            // exact; a reference clock's dispersion is its precision.
             let jitter = out.jitter.max(log2_seconds(LOCAL_PRECISION));
-            let root_distance = (info.root_delay + out.delay).max(MINDISP) / 2.0
+            let floor = if source.kind.is_refclock() {
+                0.0
+            } else {
+                MINDISP
+            };
+            let root_distance = (info.root_delay + out.delay).max(floor) / 2.0
                 + info.root_dispersion
                 + out.dispersion
                 + jitter;
             if root_distance.is_nan() || root_distance > MAXDIST {
                 continue;
             }
-            let claim = Claim {
-                offset: out.offset,
-                root_distance,
-            };
-            let survivor = Survivor {
-                index,
-                time: out.time,
-                offset: out.offset,
-                delay: out.delay,
-                dispersion: out.dispersion,
-                jitter,
-                root_distance,
-                stratum: info.stratum,
-                leap: info.leap,
-                root_delay: info.root_delay,
-                root_dispersion: info.root_dispersion,
-            };
-            candidates.push((claim, survivor));
+            let period = source.kind.period();
+            candidates.push(Candidate {
+                claim: Claim {
+                    offset: out.offset,
+                    root_distance,
+                },
+                survivor: Survivor {
+                    index,
+                    time: out.time,
+                    offset: out.offset,
+                    delay: out.delay,
+                    dispersion: out.dispersion,
+                    jitter,
+                    root_distance,
+                    stratum: info.stratum,
+                    leap: info.leap,
+                    root_delay: info.root_delay,
+                    root_dispersion: info.root_dispersion,
+                    pulse: period.is_some(),
+                },
+                period,
+            });
         }
-        if candidates.len() < required {
+        candidates
+    }
+
+    /// What the sources that know the whole time agree on now, to number
+    /// a pulse by.
+    fn whole_time(&mut self) -> Option<WholeTime> {
+        self.refresh();
+        let whole: Vec<Candidate> = self
+            .candidates()
+            .into_iter()
+            .filter(|c| c.period.is_none())
+            .collect();
+        Agreement::of(&whole, self.settings.minimum_agreeing_sources).whole_time()
+    }
+
+    /// Marks every source's state and combines the truechimers, or records
+    /// why not.
+    ///
+    /// The sources that know the whole time are selected as RFC 5905 says,
+    /// and only they count towards `minimum_agreeing_sources` (as in
+    /// ntpd-rs). A pulse source then joins them if its numbered offset
+    /// still agrees with their whole time; it is unusable while they have
+    /// none, and a falseticker while it disagrees.
+    fn select(&mut self) -> Option<Combined> {
+        let required = self.settings.minimum_agreeing_sources;
+        self.refresh();
+        let (whole, pulses): (Vec<Candidate>, Vec<Candidate>) = self
+            .candidates()
+            .into_iter()
+            .partition(|c| c.period.is_none());
+        let mut states: Vec<(usize, SourceState)> = Vec::new();
+        if whole.len() < required {
             self.reason = Some(NoSyncReason::WaitingForSources {
-                usable: candidates.len(),
+                usable: whole.len(),
                 required,
             });
-            self.mark(&candidates, None);
+            states.extend(
+                whole
+                    .iter()
+                    .map(|c| (c.survivor.index, SourceState::Candidate)),
+            );
+            self.mark(&states);
             return None;
         }
-        let claims: Vec<Claim> = candidates.iter().map(|(c, _)| *c).collect();
-        let interval = intersection(&claims);
-        let survivors: Vec<Survivor> = candidates
-            .iter()
-            .filter(|(c, _)| interval.is_some_and(|i| is_truechimer(c, i)))
-            .map(|(_, s)| *s)
-            .collect();
-        let combined = if survivors.len() >= required {
-            combine(&survivors)
-        } else {
-            None
-        };
-        self.mark(&candidates, interval.map(|i| (i, combined.map(|c| c.peer))));
+        let agreement = Agreement::of(&whole, required);
+        let mut survivors = agreement.truechimers.clone();
+        let whole_time = agreement.whole_time();
+        for pulse in &pulses {
+            let period = pulse.period.unwrap_or(1.0);
+            match whole_time {
+                Some(whole) if whole.agrees(pulse.survivor.offset, period) => {
+                    survivors.push(pulse.survivor);
+                }
+                Some(_) => states.push((pulse.survivor.index, SourceState::Falseticker)),
+                None => {}
+            }
+        }
+        let combined = agreement.combined.and_then(|_| combine(&survivors));
+        let peer = combined.map(|c| c.peer);
+        for s in &survivors {
+            let state = if peer == Some(s.index) {
+                SourceState::Selected
+            } else {
+                SourceState::Candidate
+            };
+            states.push((s.index, state));
+        }
+        for c in &whole {
+            if agreement.interval.is_none() {
+                states.push((c.survivor.index, SourceState::Candidate));
+            } else if !survivors.iter().any(|s| s.index == c.survivor.index) {
+                states.push((c.survivor.index, SourceState::Falseticker));
+            }
+        }
+        self.mark(&states);
         self.reason = match combined {
             Some(_) if self.discipline.is_panicked() => Some(NoSyncReason::Panicked),
             Some(_) => None,
             None => Some(NoSyncReason::TooFewAgreeing {
-                agreeing: survivors.len(),
+                agreeing: agreement.truechimers.len(),
                 required,
             }),
         };
         combined
     }
 
-    /// Records each candidate's state: `selection` is the intersection and
-    /// the system peer's index, if one was chosen.
-    fn mark(
-        &mut self,
-        candidates: &[(Claim, Survivor)],
-        selection: Option<((f64, f64), Option<usize>)>,
-    ) {
+    /// Sets each listed source's state (by its index in the map); the
+    /// others stay as `refresh` left them.
+    fn mark(&mut self, states: &[(usize, SourceState)]) {
         let mut sources: Vec<&mut Source> = self.sources.values_mut().collect();
-        for (claim, survivor) in candidates {
-            let Some(source) = sources.get_mut(survivor.index) else {
-                continue;
-            };
-            source.state = match selection {
-                None => SourceState::Candidate,
-                Some((_, Some(peer))) if peer == survivor.index => SourceState::Selected,
-                Some((interval, _)) if is_truechimer(claim, interval) => SourceState::Candidate,
-                Some(_) => SourceState::Falseticker,
-            };
+        for &(index, state) in states {
+            if let Some(source) = sources.get_mut(index) {
+                source.state = state;
+            }
         }
     }
 }

@@ -236,7 +236,8 @@ async fn run_demo(
     let client = parse(&client_toml(dir, ke_addr), "(demo client)")?;
     let origin = Instant::now();
     let (events_tx, mut events) = mpsc::channel(64);
-    let mut sources = source::spawn_sources(&client, origin, events_tx, cancel.clone());
+    let mut sources = source::spawn_sources(&client, origin, events_tx, cancel.clone())
+        .map_err(|e| DemoError::Start(e.to_string()))?;
     // The daemon's own discipline loop, on an observe-only clock; the demo
     // sees every source event first, prints it, then hands it on.
     let clock = Arc::new(ObserveClock::new());

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sundial_daemon::status::{ClockKind, KeyRole, Status, unix_now};
+use sundial_daemon::status::{ClockKind, KeyRole, RefclockSnapshot, Status, unix_now};
 use sundial_daemon::{build_info, config};
 
 /// The daemon answers at once; a stalled daemon must not hang the command.
@@ -208,7 +208,30 @@ fn version_warning(status: &Status, version: &str, commit: &str) -> Option<Strin
     ))
 }
 
-/// The tables. `now` (Unix seconds) is for "ago" and "in".
+/// A reference clock's samples and what it refused, under the table:
+/// `  sock /run/gps.sock: 120 samples, 3 refused (length 2, magic 1), 0 silent intervals`.
+fn refclock_line(
+    name: &str,
+    samples: u64,
+    refclock: &RefclockSnapshot,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    write!(
+        out,
+        "  {name}: {samples} samples, {} refused",
+        refclock.rejected_total()
+    )?;
+    if !refclock.rejected.is_empty() {
+        let reasons: Vec<String> = refclock
+            .rejected
+            .iter()
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        write!(out, " ({})", reasons.join(", "))?;
+    }
+    writeln!(out, ", {} silent intervals", refclock.missed_intervals)
+}
+
 /// The ACME line under a KE server: where it stands and what failed.
 fn write_acme(
     out: &mut impl Write,
@@ -239,6 +262,7 @@ fn write_acme(
     Ok(())
 }
 
+/// The tables. `now` (Unix seconds) is for "ago" and "in".
 fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
     // Uptime is a float only for the metric; whole seconds read better.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -332,6 +356,11 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
             out,
             "  (* selected, + candidate, x falseticker, ? unusable; Poll is log2 seconds; Reach in octal)"
         )?;
+        for s in &status.sources {
+            if let Some(refclock) = &s.refclock {
+                refclock_line(&s.name, s.counters.samples, refclock, out)?;
+            }
+        }
     }
 
     if !status.ntp_servers.is_empty() {
@@ -466,6 +495,7 @@ mod tests {
                 last_key_exchange: Some(1_000_000 - 65),
                 nts_aead: Some("AEAD_AES_SIV_CMAC_256".to_owned()),
                 counters: SourceCounters::default(),
+                refclock: None,
             }],
             ntp_servers: vec![NtpServerSnapshot {
                 listen: "[::]:123".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -617,6 +647,54 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.contains("\n  clock: error unknown until the first correction\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_reference_clock_shows_what_it_refused() {
+        let mut status = example();
+        status.system.stratum = 1;
+        status.system.reference_id = "GPS".to_owned();
+        status.sources = vec![SourceSnapshot {
+            id: 3,
+            name: "sock /run/sundial/gps.sock".to_owned(),
+            mode: "sock".to_owned(),
+            address: None,
+            state: SourceState::Selected,
+            stratum: Some(0),
+            offset_seconds: 2e-3,
+            delay_seconds: 0.0,
+            jitter_seconds: 5e-5,
+            reach: 0o377,
+            unanswered_polls: 0,
+            poll_exponent: 4,
+            nts_cookies: None,
+            last_key_exchange: None,
+            nts_aead: None,
+            counters: SourceCounters {
+                samples: 120,
+                ..SourceCounters::default()
+            },
+            refclock: Some(RefclockSnapshot {
+                path: PathBuf::from("/run/sundial/gps.sock"),
+                rejected: [("length".to_owned(), 2), ("magic".to_owned(), 1)].into(),
+                missed_intervals: 4,
+            }),
+        }];
+        let mut out = Vec::new();
+        render(&status, 1_000_000, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("stratum 1, reference GPS"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("* sock /run/sundial/gps.sock") && l.contains("+2.0ms")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  sock /run/sundial/gps.sock: 120 samples, 3 refused (length 2, magic 1), 4 silent intervals\n"
+            ),
             "{text}"
         );
     }

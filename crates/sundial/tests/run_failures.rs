@@ -181,3 +181,37 @@ fn a_fleet_reader_started_before_its_owner_says_what_to_do() {
     assert_fails_naming(&out, "copy its key file here");
     assert!(!dir.join("ntskeys").exists(), "a reader never writes it");
 }
+
+/// A client with one reference clock and nothing else to do.
+fn refclock_config(dir: &Path, source: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!("{source}\n[synchronization]\nminimum-agreeing-sources = 1\n"),
+    )
+}
+
+#[test]
+fn a_missing_pps_device_is_named() {
+    let dir = temp_dir("pps");
+    let device = dir.join("pps9");
+    let source = format!(
+        "[[source]]\nmode = \"pps\"\npath = \"{}\"\nprecision = 1e-7\n[[source]]\nmode = \"server\"\naddress = \"127.0.0.1:1\"\n",
+        device.display()
+    );
+    let out = run(&refclock_config(&dir, &source));
+    assert_fails_naming(&out, &format!("pps source {}", device.display()));
+}
+
+#[test]
+fn a_sock_path_that_is_not_a_socket_is_named_and_kept() {
+    let dir = temp_dir("sock");
+    let file = dir.join("chrony.ttyS0.sock");
+    std::fs::write(&file, b"not a socket").unwrap();
+    let source = format!(
+        "[[source]]\nmode = \"sock\"\npath = \"{}\"\nprecision = 1e-3\n",
+        file.display()
+    );
+    let out = run(&refclock_config(&dir, &source));
+    assert_fails_naming(&out, &format!("sock source {}", file.display()));
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a socket");
+}

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use sundial_proto::refclock::pps::{MAX_PERIOD, MIN_PERIOD};
 
 use super::address::HostPort;
 use super::poll::{PartialPollIntervalLimits, PollOverrides, check_exponent, check_limits};
@@ -30,6 +31,10 @@ fn default_pps_period() -> f64 {
     1.0
 }
 
+/// ntpd-rs's deprecated spelling of a refclock's precision, as a variance
+/// (s²), in snake case as ntpd-rs reads it.
+const NOISE_ESTIMATE: &str = "measurement_noise_estimate";
+
 /// The `mode` of a `[[source]]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -42,9 +47,9 @@ pub enum SourceMode {
     Nts,
     /// An NTS pool (ntpd-rs experimental); parsed, not run by sundial.
     NtsPool,
-    /// A chrony-style refclock socket (gpsd); parsed, not run by sundial.
+    /// A chrony-style refclock socket that gpsd writes samples to.
     Sock,
-    /// A kernel PPS device; parsed, not run by sundial.
+    /// A kernel PPS device.
     Pps,
 }
 
@@ -66,7 +71,13 @@ impl SourceMode {
     /// ntpd-rs file validates, and the daemon reports them as unsupported.
     #[must_use]
     pub fn is_supported(self) -> bool {
-        matches!(self, Self::Server | Self::Pool | Self::Nts)
+        !matches!(self, Self::NtsPool)
+    }
+
+    /// Whether sources of this mode are reference clocks (stratum 0).
+    #[must_use]
+    pub fn is_refclock(self) -> bool {
+        matches!(self, Self::Sock | Self::Pps)
     }
 
     /// The keys a source of this mode may have, besides `mode`.
@@ -100,8 +111,8 @@ impl SourceMode {
                 POLL[0],
                 POLL[1],
             ],
-            Self::Sock => &["path", "precision"],
-            Self::Pps => &["path", "precision", "period"],
+            Self::Sock => &["path", "precision", "accuracy", NOISE_ESTIMATE],
+            Self::Pps => &["path", "precision", "accuracy", NOISE_ESTIMATE, "period"],
         }
     }
 }
@@ -207,12 +218,15 @@ impl SourceConfig {
     }
 
     /// How many time sources this entry can contribute (a pool counts as
-    /// `count`), for comparing with `minimum-agreeing-sources`.
+    /// `count`), for comparing with `minimum-agreeing-sources`. A PPS
+    /// counts for none: it only refines the time the others agree on (as
+    /// in ntpd-rs).
     #[must_use]
     pub fn max_sources(&self) -> usize {
         match self {
             Self::Pool(pool) => pool.count,
             Self::NtsPool(pool) => pool.count,
+            Self::Pps(_) => 0,
             _ => 1,
         }
     }
@@ -280,10 +294,13 @@ pub struct NtsPoolSource {
 /// `mode = "sock"`: a chrony SOCK refclock socket (as gpsd writes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SockSource {
-    /// Socket path.
+    /// Socket path; sundial creates the socket there.
     pub path: PathBuf,
     /// Noise estimate of the samples, seconds (one standard deviation).
     pub precision: f64,
+    /// How far the reference itself may be off, seconds (default 0): its
+    /// root dispersion.
+    pub accuracy: f64,
 }
 
 /// `mode = "pps"`: a kernel PPS device.
@@ -293,6 +310,8 @@ pub struct PpsSource {
     pub path: PathBuf,
     /// Noise estimate of the pulses, seconds.
     pub precision: f64,
+    /// How far the pulses themselves may be off, seconds (default 0).
+    pub accuracy: f64,
     /// Seconds between pulses (default 1).
     pub period: f64,
 }
@@ -312,6 +331,9 @@ pub(crate) struct RawSource {
     initial_poll_interval: Option<i8>,
     path: Option<PathBuf>,
     precision: Option<f64>,
+    accuracy: Option<f64>,
+    #[serde(rename = "measurement_noise_estimate")]
+    measurement_noise_estimate: Option<f64>,
     period: Option<f64>,
 }
 
@@ -339,6 +361,8 @@ impl RawSource {
         );
         note(self.path.is_some(), "path");
         note(self.precision.is_some(), "precision");
+        note(self.accuracy.is_some(), "accuracy");
+        note(self.measurement_noise_estimate.is_some(), NOISE_ESTIMATE);
         note(self.period.is_some(), "period");
         keys
     }
@@ -421,7 +445,7 @@ impl RawSource {
             ));
         }
 
-        let needs_path = matches!(mode, SourceMode::Sock | SourceMode::Pps);
+        let needs_path = mode.is_refclock();
         let mut path = None;
         let mut precision = 0.0;
         if needs_path {
@@ -432,23 +456,44 @@ impl RawSource {
                     format!("missing field `path` (required for mode \"{mode}\")"),
                 ));
             }
-            match self.precision {
-                None => problems.push(Problem::new(
+            // ntpd-rs's older key is a variance; its square root is the
+            // precision.
+            let variance = self.measurement_noise_estimate;
+            match (self.precision, variance) {
+                (Some(_), Some(_)) => problems.push(Problem::new(
+                    at.key(NOISE_ESTIMATE),
+                    format!(
+                        "`precision` and `{NOISE_ESTIMATE}` say the same: keep only `precision`"
+                    ),
+                )),
+                (None, None) => problems.push(Problem::new(
                     at.clone(),
                     format!("missing field `precision` (required for mode \"{mode}\")"),
                 )),
-                Some(p) if !(p.is_finite() && p > 0.0) => problems.push(Problem::new(
+                (Some(p), None) if !(p.is_finite() && p > 0.0) => problems.push(Problem::new(
                     at.key("precision"),
                     "precision must be a positive number of seconds",
                 )),
-                Some(p) => precision = p,
+                (None, Some(v)) if !(v.is_finite() && v > 0.0) => problems.push(Problem::new(
+                    at.key(NOISE_ESTIMATE),
+                    "measurement_noise_estimate must be a positive variance (seconds squared)",
+                )),
+                (Some(p), None) => precision = p,
+                (None, Some(v)) => precision = v.sqrt(),
             }
         }
+        let accuracy = self.accuracy.unwrap_or(0.0);
+        if self.accuracy.is_some() && !(accuracy.is_finite() && accuracy > 0.0) {
+            problems.push(Problem::new(
+                at.key("accuracy"),
+                "accuracy must be a positive number of seconds",
+            ));
+        }
         let period = self.period.unwrap_or_else(default_pps_period);
-        if !(period.is_finite() && period > 0.0) {
+        if !(MIN_PERIOD..=MAX_PERIOD).contains(&period) {
             problems.push(Problem::new(
                 at.key("period"),
-                "period must be a positive number of seconds",
+                format!("period must be from {MIN_PERIOD} to {MAX_PERIOD} seconds"),
             ));
         }
 
@@ -487,10 +532,12 @@ impl RawSource {
             SourceMode::Sock => SourceConfig::Sock(SockSource {
                 path: path?,
                 precision,
+                accuracy,
             }),
             SourceMode::Pps => SourceConfig::Pps(PpsSource {
                 path: path?,
                 precision,
+                accuracy,
                 period,
             }),
         };

@@ -58,7 +58,9 @@ pub struct SynchronizationConfig {
     /// Stratum served while not synchronized (1-16, default 16).
     #[serde(default = "default_local_stratum")]
     pub local_stratum: u8,
-    /// Reference ID served at stratum 1 (e.g. `"GPS"`).
+    /// Reference ID served at stratum 1 (e.g. `"GPS"`): by a server
+    /// without sources at `local-stratum = 1`, and while a reference
+    /// clock is the system peer (instead of its "GPS" or "PPS").
     #[serde(default)]
     pub reference_id: Option<ReferenceId>,
     /// Log a warning when the clock is found to have jumped (default true).

@@ -138,16 +138,21 @@ pub(crate) fn measurement(sample: &Sample, time: f64) -> Measurement {
         offset: sample.offset,
         delay: sample.delay,
         stratum: sample.stratum,
-        leap: match sample.leap {
-            LeapIndicator::NoWarning => Leap::None,
-            LeapIndicator::InsertSecond => Leap::InsertSecond,
-            LeapIndicator::DeleteSecond => Leap::DeleteSecond,
-            LeapIndicator::Unsynchronized => Leap::Unsynchronized,
-        },
+        leap: leap(sample.leap),
         root_delay: sample.root_delay,
         root_dispersion: sample.root_dispersion,
         reference_id: sample.reference_id,
         precision: sample.precision,
+    }
+}
+
+/// The synchronizer's name for a leap indicator off the wire.
+pub(crate) fn leap(indicator: LeapIndicator) -> Leap {
+    match indicator {
+        LeapIndicator::NoWarning => Leap::None,
+        LeapIndicator::InsertSecond => Leap::InsertSecond,
+        LeapIndicator::DeleteSecond => Leap::DeleteSecond,
+        LeapIndicator::Unsynchronized => Leap::Unsynchronized,
     }
 }
 

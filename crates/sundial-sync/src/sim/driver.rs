@@ -1,6 +1,7 @@
 //! Plays the whole loop in simulated time: each source is polled at the
 //! interval the synchronizer asks for, its reply arrives after the path's
-//! delays, the synchronizer's actions steer the clock.
+//! delays, each reference clock sends on its own schedule, the
+//! synchronizer's actions steer the clock.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -11,6 +12,7 @@ use crate::{ClockAction, Measurement, SourceId, SyncSettings, Synchronizer};
 use super::clock::{SimClock, SimClockConfig};
 use super::network::{SimSourceConfig, draw_path};
 use super::noise::Noise;
+use super::refclock::{SimRefclockConfig, SimRefclockKind};
 
 /// Time a server takes between receiving a request and answering it.
 const SERVER_PROCESSING: f64 = 20e-6;
@@ -45,6 +47,9 @@ enum Kind {
         t2: f64,
         t3: f64,
     },
+    /// Reference clock `n` sends; its `k`-th sample or edge, due at true
+    /// time `k × interval`.
+    Refclock(usize, u64),
     Trace,
 }
 
@@ -82,6 +87,7 @@ impl Eq for Event {}
 pub struct Simulation {
     clock: SimClock,
     sources: Vec<SimSourceConfig>,
+    refclocks: Vec<SimRefclockConfig>,
     sync: Synchronizer,
     noise: Noise,
     queue: BinaryHeap<Event>,
@@ -123,6 +129,7 @@ impl Simulation {
         Self {
             clock: SimClock::new(clock, seed ^ 0x5eed_c10c),
             sources,
+            refclocks: Vec::new(),
             sync,
             noise,
             queue,
@@ -144,6 +151,32 @@ impl Simulation {
 
     pub fn source_id(index: usize) -> SourceId {
         SourceId(index as u64)
+    }
+
+    /// Adds a reference clock; it sends from its next sample time on, and
+    /// its id follows the network sources' (and the earlier refclocks').
+    pub fn add_refclock(&mut self, config: SimRefclockConfig) -> SourceId {
+        let index = self.refclocks.len();
+        let id = self.refclock_id(index);
+        self.sync.add_source_with(id, config.source_kind());
+        self.sync.set_source_refid(id, config.reference_id());
+        self.refclocks.push(config);
+        if config.interval.is_finite() && config.interval > 0.0 {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let next = (self.clock.true_time() / config.interval).floor() as u64 + 1;
+            self.schedule(next as f64 * config.interval, Kind::Refclock(index, next));
+        }
+        id
+    }
+
+    /// The id of reference clock `index` (in the order they were added).
+    pub fn refclock_id(&self, index: usize) -> SourceId {
+        Self::source_id(self.sources.len() + index)
+    }
+
+    /// Changes a reference clock mid-run (a wrong second, lost edges).
+    pub fn refclock_mut(&mut self, index: usize) -> Option<&mut SimRefclockConfig> {
+        self.refclocks.get_mut(index)
     }
 
     /// Changes a source mid-run (make it a falseticker, announce a leap).
@@ -198,6 +231,7 @@ impl Simulation {
             match event.kind {
                 Kind::Poll(source) => self.poll(source),
                 Kind::Reply { source, t1, t2, t3 } => self.reply(source, t1, t2, t3),
+                Kind::Refclock(index, k) => self.refclock(index, k),
                 Kind::Trace => self.record(),
             }
         }
@@ -266,7 +300,56 @@ impl Simulation {
             reference_id: *b"SIM\0",
             precision: source.precision,
         };
-        let actions = self.sync.measurement(Self::source_id(index), measurement);
+        self.feed(Self::source_id(index), measurement);
+    }
+
+    /// Reference clock `index` sends its `k`-th sample or edge now.
+    fn refclock(&mut self, index: usize, k: u64) {
+        if self.halted {
+            return;
+        }
+        let Some(config) = self.refclocks.get(index).copied() else {
+            return;
+        };
+        self.schedule(
+            (k + 1) as f64 * config.interval,
+            Kind::Refclock(index, k + 1),
+        );
+        if self.noise.chance(config.loss) {
+            return;
+        }
+        // The reference marks this instant of its own time; our clock reads
+        // `reading` then, give or take the timing noise.
+        let marked = self.clock.true_time() + config.error;
+        let reading = self.clock.reading() + config.jitter * self.noise.normal();
+        let offset = match config.kind {
+            SimRefclockKind::Sock => marked - reading,
+            // Where in the period our clock was at the edge; which period
+            // the synchronizer has to find out.
+            SimRefclockKind::Pulse => {
+                let p = config.interval;
+                let late = (reading - marked).rem_euclid(p);
+                if 2.0 * late <= p { -late } else { p - late }
+            }
+        };
+        let measurement = Measurement {
+            time: self.clock.monotonic(),
+            offset,
+            delay: 0.0,
+            stratum: 0,
+            leap: config.leap,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            reference_id: config.reference_id(),
+            precision: -20,
+        };
+        let id = self.refclock_id(index);
+        self.feed(id, measurement);
+    }
+
+    /// Hands one measurement to the synchronizer and applies its actions.
+    fn feed(&mut self, id: SourceId, measurement: Measurement) {
+        let actions = self.sync.measurement(id, measurement);
         let now = self.clock.true_time();
         for action in actions {
             if matches!(action, ClockAction::Panic { .. }) {

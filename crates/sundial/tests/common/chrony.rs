@@ -180,6 +180,8 @@ impl AuthData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NtpData {
     pub remote_port: u16,
+    /// The server's reference id, as chronyc prints it in hex.
+    pub reference_id: u32,
     pub stratum: u8,
     pub authenticated: bool,
     pub total_tx: u64,
@@ -197,6 +199,9 @@ impl NtpData {
         };
         Some(Self {
             remote_port: field("Remote port")?.parse().ok()?,
+            // "47505300 (GPS)"
+            reference_id: u32::from_str_radix(field("Reference ID")?.split(' ').next()?, 16)
+                .ok()?,
             stratum: field("Stratum")?.parse().ok()?,
             authenticated: field("Authenticated")? == "Yes",
             total_tx: field("Total TX")?.parse().ok()?,
