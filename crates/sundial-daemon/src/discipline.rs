@@ -453,6 +453,7 @@ mod tests {
             poll: tokio::sync::watch::Sender::new(4),
             limits: crate::config::PollIntervalLimits::default(),
             stats: Arc::default(),
+            interleave_requested: false,
         };
         let settings = SyncSettings {
             minimum_agreeing_sources: 1,

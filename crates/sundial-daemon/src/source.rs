@@ -124,6 +124,13 @@ pub struct SourceStats {
     pub last_key_exchange: AtomicU64,
     /// The AEAD it negotiated (IANA id; 0 for none yet).
     pub aead: AtomicU64,
+    /// RFC 9769: 1 when the last believed answer was interleaved; the
+    /// samples and answers in interleaved mode; requests whose transmit
+    /// time the kernel reported.
+    pub interleaved: AtomicU64,
+    pub interleaved_samples: AtomicU64,
+    pub interleaved_answers: AtomicU64,
+    pub kernel_tx_timestamps: AtomicU64,
 }
 
 impl SourceStats {
@@ -145,6 +152,16 @@ impl SourceStats {
         );
         add(&self.malformed, before.malformed, after.malformed);
         add(
+            &self.interleaved_samples,
+            before.interleaved_samples,
+            after.interleaved_samples,
+        );
+        add(
+            &self.interleaved_answers,
+            before.interleaved_answers,
+            after.interleaved_answers,
+        );
+        add(
             &self.cookies_rejected,
             before.cookies_rejected,
             after.cookies_rejected,
@@ -160,6 +177,8 @@ impl SourceStats {
             .store(u64::from(assoc.reach()), Ordering::Relaxed);
         self.unanswered
             .store(u64::from(assoc.unanswered()), Ordering::Relaxed);
+        self.interleaved
+            .store(u64::from(assoc.is_interleaved()), Ordering::Relaxed);
     }
 }
 
@@ -176,6 +195,8 @@ pub struct SourceHandle {
     pub poll: watch::Sender<i8>,
     pub limits: PollIntervalLimits,
     pub stats: Arc<SourceStats>,
+    /// `interleaved = true` in its `[[source]]`.
+    pub interleave_requested: bool,
 }
 
 /// The running sources.
@@ -223,6 +244,7 @@ pub fn spawn_sources(
                 cancel: cancel.clone(),
                 stats: Arc::clone(&stats),
                 reach: Reach::default(),
+                interleaved: source.interleaved(),
             };
             let control = PollControl::new(poll_rx, limits);
             let span = tracing::info_span!("source", id = id.0, name = %name);
@@ -234,6 +256,7 @@ pub fn spawn_sources(
                 poll: poll_tx,
                 limits,
                 stats,
+                interleave_requested: source.interleaved(),
             });
         };
         match source {
@@ -300,6 +323,8 @@ pub(crate) struct SourceContext {
     pub(crate) cancel: CancellationToken,
     pub(crate) stats: Arc<SourceStats>,
     pub(crate) reach: Reach,
+    /// Ask the server for interleaved answers.
+    pub(crate) interleaved: bool,
 }
 
 impl SourceContext {

@@ -368,12 +368,14 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             name: "nts time.example:4460".to_owned(),
             mode: SourceMode::Nts,
             stats: Arc::new(nts),
+            interleave_requested: false,
         },
         SourceInfo {
             id: SourceId(1),
             name: "server 192.0.2.9:123".to_owned(),
             mode: SourceMode::Server,
             stats: Arc::new(plain),
+            interleave_requested: false,
         },
     ];
     let source = |id, state, offset| SourceStatus {

@@ -212,6 +212,16 @@ async fn interleaved_answers_carry_the_kernel_transmit_time() {
         assert_eq!(first.receive_timestamp.to_bits() & 1, 1);
         assert_eq!(first.transmit_timestamp.to_bits() & 1, 0);
 
+        // The serving thread reads the kernel's report right after its
+        // sendmmsg; a client polls seconds later, this one at once: wait
+        // for the report before asking for it.
+        let captured = |n: u64| stats.tx_captured.load(std::sync::atomic::Ordering::Relaxed) >= n;
+        for _ in 0..200 {
+            if captured(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let rx1 = first.receive_timestamp.to_bits();
         let second = exchange(addr, &interleave_request(rx1, 0xcccc, 0xdddd))
             .await
@@ -237,6 +247,12 @@ async fn interleaved_answers_carry_the_kernel_transmit_time() {
         use std::sync::atomic::Ordering::Relaxed;
         // A basic client's answer is not stamped.
         let _ = exchange(addr, &plain_request()).await.expect("an answer");
+        for _ in 0..200 {
+            if captured(3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(stats.interleaved.load(Relaxed), 1);
         assert_eq!(stats.interleave_missed.load(Relaxed), 1);
         assert_eq!(stats.tx_captured.load(Relaxed), 3);

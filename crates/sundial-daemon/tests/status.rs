@@ -172,12 +172,14 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             name: "nts a.example:4460".to_owned(),
             mode: SourceMode::Nts,
             stats: Arc::new(nts),
+            interleave_requested: false,
         },
         SourceInfo {
             id: SourceId(1),
             name: "pool b.example slot 0".to_owned(),
             mode: SourceMode::Pool,
             stats: Arc::new(plain),
+            interleave_requested: false,
         },
     ];
     let observed = tokio::sync::watch::Sender::new(Observed {

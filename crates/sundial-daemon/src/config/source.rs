@@ -74,11 +74,12 @@ impl SourceMode {
     pub fn allowed_keys(self) -> &'static [&'static str] {
         const POLL: [&str; 2] = ["poll-interval-limits", "initial-poll-interval"];
         match self {
-            Self::Server => &["address", "ntp-version", POLL[0], POLL[1]],
+            Self::Server => &["address", "interleaved", "ntp-version", POLL[0], POLL[1]],
             Self::Pool => &[
                 "address",
                 "count",
                 "ignore",
+                "interleaved",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -86,6 +87,7 @@ impl SourceMode {
             Self::Nts => &[
                 "address",
                 "certificate-authority",
+                "interleaved",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -94,6 +96,7 @@ impl SourceMode {
                 "address",
                 "certificate-authority",
                 "count",
+                "interleaved",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -179,6 +182,18 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// `interleaved = true`: ask for RFC 9769 interleaved answers.
+    #[must_use]
+    pub fn interleaved(&self) -> bool {
+        match self {
+            Self::Server(s) => s.interleaved,
+            Self::Pool(s) => s.interleaved,
+            Self::Nts(s) => s.interleaved,
+            Self::NtsPool(s) => s.interleaved,
+            Self::Sock(_) | Self::Pps(_) => false,
+        }
+    }
+
     /// The mode this source was declared with.
     #[must_use]
     pub fn mode(&self) -> SourceMode {
@@ -211,6 +226,8 @@ pub struct ServerSource {
     pub address: HostPort,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -226,6 +243,8 @@ pub struct PoolSource {
     pub ignore: Vec<IpAddr>,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -239,6 +258,8 @@ pub struct NtsSource {
     pub certificate_authority: Option<PathBuf>,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -254,6 +275,8 @@ pub struct NtsPoolSource {
     pub count: usize,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -288,6 +311,7 @@ pub(crate) struct RawSource {
     count: Option<usize>,
     ignore: Option<Vec<IpAddr>>,
     ntp_version: Option<NtpVersion>,
+    interleaved: Option<bool>,
     poll_interval_limits: Option<PartialPollIntervalLimits>,
     initial_poll_interval: Option<i8>,
     path: Option<PathBuf>,
@@ -311,6 +335,7 @@ impl RawSource {
         note(self.count.is_some(), "count");
         note(self.ignore.is_some(), "ignore");
         note(self.ntp_version.is_some(), "ntp-version");
+        note(self.interleaved.is_some(), "interleaved");
         note(self.poll_interval_limits.is_some(), "poll-interval-limits");
         note(
             self.initial_poll_interval.is_some(),
@@ -428,10 +453,12 @@ impl RawSource {
             return None;
         }
         let ntp_version = self.ntp_version.unwrap_or_default();
+        let interleaved = self.interleaved.unwrap_or(false);
         let source = match mode {
             SourceMode::Server => SourceConfig::Server(ServerSource {
                 address: address?,
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::Pool => SourceConfig::Pool(PoolSource {
@@ -439,12 +466,14 @@ impl RawSource {
                 count,
                 ignore: self.ignore.unwrap_or_default(),
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::Nts => SourceConfig::Nts(NtsSource {
                 address: address?,
                 certificate_authority: self.certificate_authority,
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::NtsPool => SourceConfig::NtsPool(NtsPoolSource {
@@ -452,6 +481,7 @@ impl RawSource {
                 certificate_authority: self.certificate_authority,
                 count,
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::Sock => SourceConfig::Sock(SockSource {
