@@ -80,8 +80,9 @@ struct Slot {
     /// The kernel's transmit timestamp of that answer (marked); 0: not
     /// reported (yet).
     transmit: u64,
-    /// The client's address, IPv4 as its mapped IPv6 form.
-    client: u128,
+    /// The client's address, IPv4 as its mapped IPv6 form (two words, so
+    /// that a slot is 40 bytes, not 48 with a u128's alignment).
+    client: [u64; 2],
     /// Insertion order, for eviction of the oldest.
     stamp: u32,
     /// Two answers were sent with this receive timestamp: neither may be
@@ -121,11 +122,12 @@ impl std::fmt::Debug for InterleaveTable {
     }
 }
 
-fn client_key(ip: IpAddr) -> u128 {
-    match ip {
+fn client_key(ip: IpAddr) -> [u64; 2] {
+    let bits = match ip_or(ip) {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
-    }
+    };
+    [(bits >> 64) as u64, bits as u64]
 }
 
 impl InterleaveTable {
@@ -175,6 +177,22 @@ impl InterleaveTable {
     /// marked) to `client`; its transmit timestamp comes later, through
     /// [`Self::set_transmit`].
     pub fn save(&mut self, receive: NtpTimestamp, client: IpAddr) -> Saved {
+        self.insert(receive, client, NtpTimestamp::ZERO)
+    }
+
+    /// Saves an answer together with its kernel transmit timestamp, in one
+    /// visit to its bucket (what a server does once the kernel reported).
+    pub fn insert(
+        &mut self,
+        receive: NtpTimestamp,
+        client: IpAddr,
+        transmit: NtpTimestamp,
+    ) -> Saved {
+        let transmit = if transmit.is_zero() {
+            0
+        } else {
+            mark_transmit(transmit).to_bits().max(2)
+        };
         let receive = receive.to_bits();
         if receive == 0 {
             return Saved::Ignored;
@@ -188,8 +206,8 @@ impl InterleaveTable {
         }
         let entry = Slot {
             receive,
-            transmit: 0,
-            client: client_key(ip_or(client)),
+            transmit,
+            client: client_key(client),
             stamp,
             disabled: false,
         };
@@ -235,7 +253,7 @@ impl InterleaveTable {
         if origin == 0 {
             return None;
         }
-        let client = client_key(ip_or(client));
+        let client = client_key(client);
         let bucket = self.bucket(origin);
         let slot = bucket
             .iter_mut()
@@ -330,6 +348,20 @@ mod tests {
         assert_eq!(table.take(ts(5 << 32), A), None);
         // ... and the entry is spent.
         assert!(!table.set_transmit(ts(5 << 32), NtpTimestamp::from_bits(6 << 32)));
+    }
+
+    #[test]
+    fn insert_is_save_and_set_transmit_at_once() {
+        let mut table = InterleaveTable::with_capacity(16);
+        assert_eq!(
+            table.insert(ts(11 << 32), A, NtpTimestamp::from_bits(12 << 32)),
+            Saved::New
+        );
+        assert_eq!(
+            table.take(ts(11 << 32), A),
+            Some(NtpTimestamp::from_bits(12 << 32))
+        );
+        assert_eq!(std::mem::size_of::<Slot>(), 40);
     }
 
     #[test]

@@ -396,12 +396,17 @@ impl Worker {
         let mut tx = TxBatch::new();
         // Without kernel transmit timestamps there is nothing to
         // interleave with: the server then answers in basic mode only.
-        let mut stamped = TxStamps::new(self.socket.as_fd()).map(|stamps| Stamped {
+        let stamps = self
+            .config
+            .interleaved
+            .then(|| TxStamps::new(self.socket.as_fd()))
+            .flatten();
+        let mut stamped = stamps.map(|stamps| Stamped {
             stamps,
             batch: TxBatch::new(),
             meta: [StampMeta::default(); BATCH],
         });
-        if stamped.is_none() {
+        if stamped.is_none() && self.config.interleaved {
             tracing::info!(listen = %self.config.listen, "no kernel transmit timestamps: interleaved mode off");
         }
         let mut tally = Tally::default();
@@ -486,16 +491,16 @@ impl Worker {
                     ServerAction::Respond { len, .. } => {
                         tx.push(len, peer);
                         if let (Some(save), Some(st)) = (handled.exchange.save, stamped.as_mut()) {
-                            // Into the stamped batch, and into the table
-                            // (its transmit time comes from the kernel).
+                            // Into the stamped batch; into the table once
+                            // the kernel reports its transmit time.
                             let buf = st.batch.next_buf();
                             let answer = tx.last();
                             if let Some(dst) = buf.get_mut(..answer.len()) {
                                 dst.copy_from_slice(answer);
-                                let _ = self.table.save(save.receive, ip);
                                 if let Some(m) = st.meta.get_mut(st.batch.len()) {
                                     *m = StampMeta {
                                         receive: save.receive,
+                                        client: ip,
                                         estimate: save.transmit_estimate,
                                     };
                                 }
@@ -564,7 +569,10 @@ impl Worker {
     /// table.
     fn collect(&self, stamps: &mut TxStamps, tally: &mut Tally) {
         let drained = stamps.drain(self.socket.as_fd(), |c| {
-            let _ = self.table.set_transmit(c.receive, c.kernel);
+            // A NIC's report improves on the software one already saved.
+            if !(c.hardware && self.table.set_transmit(c.receive, c.kernel)) {
+                let _ = self.table.insert(c.receive, c.client, c.kernel);
+            }
         });
         tally.tx_captured += drained.captured;
         tally.tx_hardware += drained.hardware;

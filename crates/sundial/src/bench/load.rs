@@ -53,7 +53,8 @@ pub fn request_header(tag: u8, seq: usize, interleaved: bool) -> NtpHeader {
     let transmit = seq_timestamp(tag, seq);
     let mut header = NtpHeader::client_request(0, transmit);
     if interleaved {
-        header.origin_timestamp = NtpTimestamp::from_bits(transmit.to_bits() ^ 0x5a5a_0000_0000_0001 | 1);
+        header.origin_timestamp =
+            NtpTimestamp::from_bits(transmit.to_bits() ^ 0x5a5a_0000_0000_0001 | 1);
         header.receive_timestamp = NtpTimestamp::from_bits(!transmit.to_bits());
     }
     header

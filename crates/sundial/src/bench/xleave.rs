@@ -104,7 +104,11 @@ fn summary(name: &str, values: &mut [f64]) -> String {
 }
 
 pub fn run(server: SocketAddr, seconds: f64, pairs_per_second: f64) -> Result<(), String> {
-    let local = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let local = if server.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
     let socket = UdpSocket::bind(local).map_err(|e| format!("bind: {e}"))?;
     socket
         .connect(server)
@@ -157,13 +161,18 @@ pub fn run(server: SocketAddr, seconds: f64, pairs_per_second: f64) -> Result<()
         basic_t4.push(ns(t4_a - estimate));
         interleaved_t4.push(ns(t4_a - true_send));
     }
-    println!("# pairs {pairs}, interleaved {}, answered basic {missed}, lost {lost}", error.len());
+    println!(
+        "# pairs {pairs}, interleaved {}, answered basic {missed}, lost {lost}",
+        error.len()
+    );
     println!("{}", summary("basic T3 - true send", &mut error));
     println!("interleaved T3 - true send: 0 by construction (T3 is the kernel's send time)");
     println!("{}", summary("basic T4 - T3", &mut basic_t4));
     println!("{}", summary("interleaved T4 - T3", &mut interleaved_t4));
     if error.is_empty() {
-        return Err("no interleaved answer: is the server sundial with kernel timestamps?".to_owned());
+        return Err(
+            "no interleaved answer: is the server sundial with kernel timestamps?".to_owned(),
+        );
     }
     Ok(())
 }

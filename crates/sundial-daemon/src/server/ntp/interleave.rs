@@ -54,6 +54,13 @@ impl SharedTable {
         }
     }
 
+    pub fn insert(&self, receive: NtpTimestamp, client: IpAddr, transmit: NtpTimestamp) -> Saved {
+        match self.shard(receive).and_then(|s| s.lock().ok()) {
+            Some(mut table) => table.insert(receive, client, transmit),
+            None => Saved::Ignored,
+        }
+    }
+
     pub fn set_transmit(&self, receive: NtpTimestamp, transmit: NtpTimestamp) -> bool {
         self.shard(receive)
             .and_then(|s| s.lock().ok())

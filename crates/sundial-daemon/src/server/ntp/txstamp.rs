@@ -22,6 +22,7 @@
 //! Everything goes through nix: no unsafe code here.
 
 use std::io::IoSliceMut;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{BorrowedFd, RawFd};
 
 use nix::cmsg_space;
@@ -52,28 +53,55 @@ const SOFTWARE_EARLY: f64 = 0.000_001;
 /// Error-queue messages read per call.
 const ERR_BATCH: usize = 32;
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Pending {
     id: u32,
     live: bool,
     captured: bool,
     hardware: bool,
     receive: NtpTimestamp,
+    client: IpAddr,
     estimate: NtpTimestamp,
 }
 
-/// An answer waiting in the stamped batch: the table key it was saved
-/// under and the transmit time read for it.
-#[derive(Clone, Copy, Debug, Default)]
+impl Default for Pending {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            live: false,
+            captured: false,
+            hardware: false,
+            receive: NtpTimestamp::ZERO,
+            client: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            estimate: NtpTimestamp::ZERO,
+        }
+    }
+}
+
+/// An answer waiting in the stamped batch: the table key it is to be
+/// saved under, its client, and the transmit time read for it.
+#[derive(Clone, Copy, Debug)]
 pub struct StampMeta {
     pub receive: NtpTimestamp,
+    pub client: IpAddr,
     pub estimate: NtpTimestamp,
+}
+
+impl Default for StampMeta {
+    fn default() -> Self {
+        Self {
+            receive: NtpTimestamp::ZERO,
+            client: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            estimate: NtpTimestamp::ZERO,
+        }
+    }
 }
 
 /// A kernel timestamp matched to its answer.
 #[derive(Clone, Copy, Debug)]
 pub struct Captured {
     pub receive: NtpTimestamp,
+    pub client: IpAddr,
     pub estimate: NtpTimestamp,
     pub kernel: NtpTimestamp,
     pub hardware: bool,
@@ -142,8 +170,16 @@ impl TxStamps {
             | TimestampingFlag::from_bits_retain(libc::SOF_TIMESTAMPING_OPT_TX_SWHW);
         let generate = TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE;
         let generate_hw = TimestampingFlag::SOF_TIMESTAMPING_TX_HARDWARE;
+        // OPT_RX_FILTER (Linux 6.12): no SCM_TIMESTAMPING on received
+        // datagrams, which SO_TIMESTAMPNS already stamps; one cmsg less
+        // per request on the basic path.
+        let rx_filter = TimestampingFlag::from_bits_retain(libc::SOF_TIMESTAMPING_OPT_RX_FILTER);
         // With hardware if this kernel takes the flags, else software only.
         for (base, stamping) in [
+            (
+                report | hardware | rx_filter,
+                report | hardware | rx_filter | generate | generate_hw,
+            ),
             (
                 report | hardware,
                 report | hardware | generate | generate_hw,
@@ -200,6 +236,7 @@ impl TxStamps {
                     captured: false,
                     hardware: false,
                     receive: m.receive,
+                    client: m.client,
                     estimate: m.estimate,
                 };
             }
@@ -298,6 +335,7 @@ impl TxStamps {
                 slot.hardware = hardware;
                 on_capture(Captured {
                     receive: slot.receive,
+                    client: slot.client,
                     estimate: slot.estimate,
                     kernel,
                     hardware,
@@ -398,6 +436,7 @@ mod tests {
                 batch.next_buf()[..8].copy_from_slice(&i.to_be_bytes());
                 meta.push(StampMeta {
                     receive: NtpTimestamp::from_bits((round << 8) | (i << 1) | 1),
+                    client: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
                     estimate: now_ntp(),
                 });
                 batch.push(8, peer);
