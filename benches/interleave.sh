@@ -6,8 +6,13 @@
 # 1. Cost: `sundial bench ntp|nts --interleave-ratio` sweeps basic requests
 #    and requests that ask for interleaving (the server then saves every
 #    exchange and has the kernel timestamp every answer) in turn, ROUNDS
-#    times each, and prints the ratio of their lossless rates.
-# 2. Benefit: under a fixed load of LOAD_RATE plain requests/s, `sundial
+#    times each, and prints the ratio of their lossless rates; then the
+#    same at FIXED_RATE, for the server's CPU per answer, which a shared
+#    machine disturbs less.
+# 2. The basic path: basic requests at FIXED_RATE against this server and
+#    against a second one with `interleaved = false` (no timestamping at
+#    all), in turn, for CPU per answer.
+# 3. Benefit: under a fixed load of LOAD_RATE plain requests/s, `sundial
 #    bench xleave` sends pairs of requests and reports the spread of the
 #    server's transmit timestamp (T3) against the kernel's send time of the
 #    same answer, in basic mode, and T4 - T3 as the client sees it in both
@@ -23,10 +28,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/sundial-interleave.XXXXXX)}
 SERVER_CORE=${SERVER_CORE:-1}
 GEN_CORE=${GEN_CORE:-0}
-START_RATE=${START_RATE:-100000}
-STEP_FACTOR=${STEP_FACTOR:-1.05}
+START_RATE=${START_RATE:-20000}
+STEP_FACTOR=${STEP_FACTOR:-1.1}
+FIXED_RATE=${FIXED_RATE:-20000}
+FIXED_SECONDS=${FIXED_SECONDS:-6}
 STEP_SECONDS=${STEP_SECONDS:-2}
 ROUNDS=${ROUNDS:-2}
+CPU_ROUNDS=${CPU_ROUNDS:-3}
 MODES=${MODES:-"ntp nts"}
 LOAD_RATE=${LOAD_RATE:-100000}
 PROBE_SECONDS=${PROBE_SECONDS:-30}
@@ -58,6 +66,15 @@ PIDS+=("$PID")
 wait_tcp "$ke"
 sleep 1
 
+# The same server with interleaving off, for the basic path's cost.
+off=$OUT/sundial-off; mkdir -p "$off"
+write_ntp_toml "$off/ntp.toml" "$((ntp + 1))" "$((ke + 1))" "$CHAIN" "$KEY" "$off"
+sed -i "s/^listen = \"127.0.0.1:$((ntp + 1))\"/&\ninterleaved = false/" "$off/ntp.toml"
+taskset -c "$SERVER_CORE" "$SUNDIAL" run --observe -c "$off/ntp.toml" 2> "$off/log" &
+OFF=$!
+PIDS+=("$OFF")
+wait_tcp "$((ke + 1))"
+
 bench() { timeout 1800 taskset -c "$GEN_CORE" "$SUNDIAL" bench "$@"; }
 nts=(--ke "127.0.0.1:$ke" --ca "$CA")
 
@@ -69,6 +86,20 @@ for mode in $MODES; do
         --interleave-ratio --rounds "$ROUNDS" \
         --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" \
         | tee "$OUT/$mode-ratio.txt" >&2
+    echo "# $mode: CPU per answer at $FIXED_RATE/s, basic and interleaved requests" >&2
+    bench "$mode" --server "127.0.0.1:$ntp" "${extra[@]}" --server-pid "$PID" \
+        --interleave-ratio --rounds "$CPU_ROUNDS" --rate "$FIXED_RATE" --duration "$FIXED_SECONDS" \
+        | tee "$OUT/$mode-cpu.txt" >&2
+done
+
+echo "# basic requests: interleaving on and off, CPU per answer at $FIXED_RATE/s" >&2
+for round in $(seq "$CPU_ROUNDS"); do
+    for target in "on $ntp $PID" "off $((ntp + 1)) $OFF"; do
+        set -- $target
+        cpu=$(bench ntp --server "127.0.0.1:$2" --server-pid "$3" --rate "$FIXED_RATE" --duration "$FIXED_SECONDS" \
+            | grep -o 'cpu_us_per_response=[^ ]*' | cut -d= -f2)
+        echo "BASIC_PATH round=$round interleaved=$1 cpu_us=$cpu" | tee -a "$OUT/basic-path.txt" >&2
+    done
 done
 
 echo "# T3 against the kernel's send time, idle" >&2
@@ -87,8 +118,9 @@ cat "$OUT/load.txt" >&2
 
 echo
 for mode in $MODES; do
-    grep -h "ROUND_XLEAVE\|RESULT_XLEAVE" "$OUT/$mode-ratio.txt" | sed "s/^/$mode /"
+    grep -h "ROUND_XLEAVE\|RESULT_XLEAVE" "$OUT/$mode-ratio.txt" "$OUT/$mode-cpu.txt" | sed "s/^/$mode /"
 done
+cat "$OUT/basic-path.txt"
 echo "idle:"; grep -v '^#' "$OUT/probe-idle.txt"
 echo "under load ($(grep -o 'RESULT_FIXED rate=[0-9]*' "$OUT/load.txt" | cut -d= -f2)/s offered):"
 grep -v '^#' "$OUT/probe-load.txt"

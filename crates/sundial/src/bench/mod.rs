@@ -267,6 +267,7 @@ fn ratio<W: Workload>(
 ) -> Result<(), String> {
     let mut basic = Vec::new();
     let mut interleaved = Vec::new();
+    let (mut basic_cpu, mut interleaved_cpu) = (Vec::new(), Vec::new());
     for round in 0..args.rounds.max(1) {
         for on in [false, true] {
             set(workload, on);
@@ -276,11 +277,13 @@ fn ratio<W: Workload>(
                 args.rounds.max(1),
                 if on { "interleaved" } else { "basic" }
             );
-            let rate = sweep(args, server, generator, workload)?;
+            let (rate, cpu) = sweep_cpu(args, server, generator, workload)?;
             if on {
                 interleaved.push(rate);
+                interleaved_cpu.extend(cpu);
             } else {
                 basic.push(rate);
+                basic_cpu.extend(cpu);
             }
         }
         if let (Some(b), Some(i)) = (basic.last(), interleaved.last()) {
@@ -290,6 +293,17 @@ fn ratio<W: Workload>(
                 i / b.max(1.0)
             );
         }
+    }
+    // With --rate and --server-pid: the server's CPU per answer, which a
+    // busy shared machine disturbs less than a saturation rate.
+    if !basic_cpu.is_empty() && !interleaved_cpu.is_empty() {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (b, i) = (mean(&basic_cpu), mean(&interleaved_cpu));
+        println!(
+            "RESULT_XLEAVE_CPU basic_us={b:.2} interleaved_us={i:.2} ratio={:.3} (rate ratio at CPU saturation ~ {:.3})",
+            i / b,
+            b / i
+        );
     }
     let total = |v: &[f64]| v.iter().sum::<f64>();
     let (b, i) = (total(&basic), total(&interleaved));
@@ -318,6 +332,16 @@ fn sweep(
     generator: &mut Generator,
     workload: &mut impl Workload,
 ) -> Result<f64, String> {
+    sweep_cpu(args, server, generator, workload).map(|(rate, _)| rate)
+}
+
+/// [`sweep`], and the server's CPU per answer of a fixed-rate run.
+fn sweep_cpu(
+    args: &BenchArgs,
+    server: SocketAddr,
+    generator: &mut Generator,
+    workload: &mut impl Workload,
+) -> Result<(f64, Option<f64>), String> {
     let mode = if args.mode == Mode::Nts { "nts" } else { "ntp" };
     println!(
         "# sundial bench {mode} -> {} from {} source ports; every {}th answer verified",
@@ -338,9 +362,11 @@ fn sweep(
     );
     let mut best: Option<StepReport> = None;
     let mut peak: f64 = 0.0;
+    let mut fixed_cpu = None;
     if let Some(rate) = args.rate {
         let secs = args.duration.clamp(0.1, MAX_SECONDS);
-        let report = measured_step(args, generator, workload, rate, secs)?;
+        let (report, cpu) = measured_step(args, generator, workload, rate, secs)?;
+        fixed_cpu = cpu;
         peak = report.answered_rate();
         if report.loss() < 0.01 {
             best = Some(report);
@@ -349,7 +375,7 @@ fn sweep(
         let mut rate = args.start_rate;
         let secs = args.step_seconds.min(MAX_SECONDS);
         for _ in 0..args.max_steps {
-            let report = measured_step(args, generator, workload, rate, secs)?;
+            let (report, _) = measured_step(args, generator, workload, rate, secs)?;
             peak = peak.max(report.answered_rate());
             let loss = report.loss();
             let generator_limited = report.offered_rate() < 0.75 * rate;
@@ -377,7 +403,7 @@ fn sweep(
             "RESULT mode={mode} max_lossless_offered=0 max_lossless_answered=0 peak_answered={peak:.0}"
         ),
     }
-    Ok(best.map_or(0.0, |b| b.answered_rate()))
+    Ok((best.map_or(0.0, |b| b.answered_rate()), fixed_cpu))
 }
 
 fn measured_step(
@@ -386,7 +412,7 @@ fn measured_step(
     workload: &mut impl Workload,
     rate: f64,
     secs: f64,
-) -> Result<StepReport, String> {
+) -> Result<(StepReport, Option<f64>), String> {
     let before = args.server_pid.and_then(proc::cpu_seconds);
     let mut report = generator.step(workload, rate, secs)?;
     let after = args.server_pid.and_then(proc::cpu_seconds);
@@ -435,5 +461,5 @@ fn measured_step(
             report.verify_failed
         ));
     }
-    Ok(report)
+    Ok((report, cpu_us))
 }
