@@ -125,6 +125,9 @@ pub struct TxStamps {
     /// Ids below this have been settled (captured or counted missed).
     settled: u32,
     ring: Box<[Pending]>,
+    /// A stamped send failed part-way: restart the id count once the
+    /// reports of what did go out are read.
+    resync_after_drain: bool,
     headers: MultiHeaders<SockaddrStorage>,
     bufs: Box<[[u8; 64]; ERR_BATCH]>,
 }
@@ -193,6 +196,7 @@ impl TxStamps {
                     next_id: 0,
                     settled: 0,
                     ring: vec![Pending::default(); RING].into_boxed_slice(),
+                    resync_after_drain: false,
                     headers: err_headers(),
                     bufs: Box::new([[0u8; 64]; ERR_BATCH]),
                 });
@@ -243,8 +247,9 @@ impl TxStamps {
         }
         if done < n {
             // The kernel may or may not have used an id for the datagram
-            // that failed: settle what is known, then restart the count.
-            self.resync(fd, missed);
+            // that failed: the next drain settles what is known, then
+            // restarts the count.
+            self.resync_after_drain = true;
         }
         sent
     }
@@ -367,6 +372,10 @@ impl TxStamps {
                 }
             }
         }
+        if self.resync_after_drain {
+            self.resync_after_drain = false;
+            self.resync(fd, &mut outcome.missed);
+        }
         outcome
     }
 
@@ -455,5 +464,62 @@ mod tests {
                 assert!((0.0..0.1).contains(&lag), "{lag}");
             }
         }
+    }
+
+    /// A batch in which one answer fails: what went out before it is
+    /// captured, the id count restarts, and the next batch matches again.
+    #[test]
+    fn a_failed_send_restarts_the_count() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        setsockopt(&server, sockopt::ReceiveTimestampns, &true).unwrap();
+        let peer = SockaddrStorage::from(client.local_addr().unwrap());
+        // An IPv6 destination on an IPv4 socket: refused before the
+        // kernel gives the datagram an id.
+        let bad = SockaddrStorage::from(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::LOCALHOST,
+            9,
+        )));
+        let Some(mut stamps) = TxStamps::new(server.as_fd()) else {
+            return;
+        };
+        let fd = server.as_fd();
+        let mut batch = TxBatch::new();
+        let mut missed = 0;
+        let key = |round: u64, i: u64| NtpTimestamp::from_bits((round << 8) | (i << 1) | 1);
+        let meta = |round: u64| -> Vec<StampMeta> {
+            (0..4)
+                .map(|i| StampMeta {
+                    receive: key(round, i),
+                    client: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    estimate: now_ntp(),
+                })
+                .collect()
+        };
+        for (i, to) in [peer, bad, peer, peer].into_iter().enumerate() {
+            batch.next_buf()[..1].copy_from_slice(&[i as u8]);
+            batch.push(1, to);
+        }
+        let first = meta(0);
+        let sent = stamps.send(fd, &mut batch, &first, &mut missed);
+        assert_eq!((sent.sent, sent.failed), (3, 1));
+        let mut got = Vec::new();
+        let drained = stamps.drain(fd, |c| got.push(c.receive));
+        assert_eq!(got, vec![key(0, 0)], "{drained:?}");
+        assert!(!stamps.waiting());
+        // The next batch is matched from id 0 again.
+        for i in 0..4u8 {
+            batch.next_buf()[..1].copy_from_slice(&[i]);
+            batch.push(1, peer);
+        }
+        let second = meta(1);
+        let _ = stamps.send(fd, &mut batch, &second, &mut missed);
+        got.clear();
+        let drained = stamps.drain(fd, |c| got.push(c.receive));
+        assert_eq!(
+            got,
+            (0..4).map(|i| key(1, i)).collect::<Vec<_>>(),
+            "{drained:?}"
+        );
     }
 }
