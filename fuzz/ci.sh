@@ -26,7 +26,7 @@ fuzz_dir=$(pwd)
 target_dir="${target_dir:-$fuzz_dir/target-ci}"
 
 all_targets=(packet extension_fields ke_record ke_client_response ke_server_request
-    cookie_open keyset_load roundtrip server_handle refclock)
+    cookie_open keyset_load roundtrip server_handle refclock interleave)
 
 usage() {
     echo "usage: fuzz/ci.sh [TARGET_SECONDS] [TARGET...] | fuzz/ci.sh --build-only [TARGET...]" >&2

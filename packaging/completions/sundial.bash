@@ -91,7 +91,7 @@ _sundial() {
             return 0
             ;;
         sundial__subcmd__bench)
-            opts="-h --listen --upstream --out-delay-ms --in-delay-ms --jitter-ms --loss --spike-prob --spike-ms --seed --server --ke --ca --name --key-exchanges --start-rate --step --step-seconds --max-loss --max-steps --ports --rate --connections --duration --server-pid --help ntp nts ke reflect relay"
+            opts="-h --listen --upstream --out-delay-ms --in-delay-ms --jitter-ms --loss --spike-prob --spike-ms --seed --server --ke --ca --name --key-exchanges --start-rate --step --step-seconds --max-loss --max-steps --ports --rate --connections --duration --server-pid --interleaved --interleave-ratio --rounds --help ntp nts ke reflect relay xleave"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -190,6 +190,10 @@ _sundial() {
                     return 0
                     ;;
                 --server-pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rounds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

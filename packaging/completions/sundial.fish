@@ -82,6 +82,9 @@ complete -c sundial -n "__fish_sundial_using_subcommand bench" -l rate -d 'Offer
 complete -c sundial -n "__fish_sundial_using_subcommand bench" -l connections -d 'Concurrent clients in ke mode' -r
 complete -c sundial -n "__fish_sundial_using_subcommand bench" -l duration -d 'Length of the fixed-rate run, of the ke run, or of the reflector' -r
 complete -c sundial -n "__fish_sundial_using_subcommand bench" -l server-pid -d 'The server\'s process id: report its CPU time per response and its memory (from /proc) for each step' -r
+complete -c sundial -n "__fish_sundial_using_subcommand bench" -l rounds -d 'Rounds of basic + interleaved sweeps for --interleave-ratio' -r
+complete -c sundial -n "__fish_sundial_using_subcommand bench" -l interleaved -d 'Requests ask for RFC 9769 interleaved mode (ntp and nts modes): the server then captures a kernel transmit timestamp per answer'
+complete -c sundial -n "__fish_sundial_using_subcommand bench" -l interleave-ratio -d 'Sweep basic and interleaved requests in turn and report the ratio of their lossless rates (ntp and nts modes)'
 complete -c sundial -n "__fish_sundial_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c sundial -n "__fish_sundial_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c sundial -n "__fish_sundial_using_subcommand help; and not __fish_seen_subcommand_from run validate ca status query demo bench completions help" -f -a "run" -d 'Run the daemon'

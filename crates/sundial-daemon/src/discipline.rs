@@ -459,6 +459,7 @@ mod tests {
             kind: sundial_sync::SourceKind::Network,
             reference_id: None,
             path: None,
+            interleave_requested: false,
         };
         let settings = SyncSettings {
             minimum_agreeing_sources: 1,
@@ -501,6 +502,7 @@ mod tests {
             kind,
             reference_id: Some(*refid),
             path: None,
+            interleave_requested: false,
         }
     }
 

@@ -301,7 +301,7 @@ fn encode_sources(registry: &mut Registry, sources: &[SourceSnapshot]) {
             None => registry.register(name, help, family),
         }
     }
-    let counter_table: [(&str, &str, SourceCount); 6] = [
+    let counter_table: [(&str, &str, SourceCount); 8] = [
         (
             "sundial_source_requests",
             "Requests sent to the source",
@@ -331,6 +331,16 @@ fn encode_sources(registry: &mut Registry, sources: &[SourceSnapshot]) {
             "sundial_source_nts_key_exchange_failures",
             "Failed NTS key exchanges with the source",
             |s| s.counters.key_exchange_failures,
+        ),
+        (
+            "sundial_source_interleaved_samples",
+            "Samples from RFC 9769 interleaved answers (the server's kernel transmit time)",
+            |s| s.counters.interleaved_samples,
+        ),
+        (
+            "sundial_source_kernel_tx_timestamps",
+            "Requests whose transmit time is the kernel's timestamp",
+            |s| s.counters.kernel_tx_timestamps,
         ),
     ];
     for (name, help, value) in counter_table {
@@ -467,6 +477,36 @@ fn encode_ntp_servers(registry: &mut Registry, servers: &[NtpServerSnapshot]) {
         ),
     ];
     for (name, help, value) in table {
+        counters(registry, name, help, servers, listen, value);
+    }
+    let interleave: [(&str, &str, NtpValue); 5] = [
+        (
+            "sundial_ntp_server_interleaved_responses",
+            "Answers in RFC 9769 interleaved mode (the previous answer's kernel transmit time)",
+            |s| s.interleaved,
+        ),
+        (
+            "sundial_ntp_server_interleave_misses",
+            "Interleaved requests whose previous exchange was no longer in the table (answered in basic mode)",
+            |s| s.interleave_missed,
+        ),
+        (
+            "sundial_ntp_server_tx_timestamps_captured",
+            "Kernel transmit timestamps of answers to interleaving clients read back",
+            |s| s.tx_timestamps_captured,
+        ),
+        (
+            "sundial_ntp_server_tx_timestamps_hardware",
+            "Of the captured transmit timestamps, those from the NIC",
+            |s| s.tx_timestamps_hardware,
+        ),
+        (
+            "sundial_ntp_server_tx_timestamps_missed",
+            "Answers to interleaving clients whose kernel transmit timestamp never came",
+            |s| s.tx_timestamps_missed,
+        ),
+    ];
+    for (name, help, value) in interleave {
         counters(registry, name, help, servers, listen, value);
     }
     counters(

@@ -142,6 +142,13 @@ pub struct SourceStats {
     /// Reference clocks: expected intervals (a second; a PPS's period)
     /// in which no sample came.
     pub missed_intervals: AtomicU64,
+    /// RFC 9769: 1 when the last believed answer was interleaved; the
+    /// samples and answers in interleaved mode; requests whose transmit
+    /// time the kernel reported.
+    pub interleaved: AtomicU64,
+    pub interleaved_samples: AtomicU64,
+    pub interleaved_answers: AtomicU64,
+    pub kernel_tx_timestamps: AtomicU64,
 }
 
 impl SourceStats {
@@ -163,6 +170,16 @@ impl SourceStats {
         );
         add(&self.malformed, before.malformed, after.malformed);
         add(
+            &self.interleaved_samples,
+            before.interleaved_samples,
+            after.interleaved_samples,
+        );
+        add(
+            &self.interleaved_answers,
+            before.interleaved_answers,
+            after.interleaved_answers,
+        );
+        add(
             &self.cookies_rejected,
             before.cookies_rejected,
             after.cookies_rejected,
@@ -178,6 +195,8 @@ impl SourceStats {
             .store(u64::from(assoc.reach()), Ordering::Relaxed);
         self.unanswered
             .store(u64::from(assoc.unanswered()), Ordering::Relaxed);
+        self.interleaved
+            .store(u64::from(assoc.is_interleaved()), Ordering::Relaxed);
     }
 }
 
@@ -201,6 +220,8 @@ pub struct SourceHandle {
     pub reference_id: Option<[u8; 4]>,
     /// A reference clock's socket or device.
     pub path: Option<PathBuf>,
+    /// `interleaved = true` in its `[[source]]`.
+    pub interleave_requested: bool,
 }
 
 /// A reference clock could not be opened; each names its path.
@@ -300,6 +321,7 @@ pub fn spawn_sources(
                 cancel: cancel.clone(),
                 stats: Arc::clone(&stats),
                 reach: Reach::default(),
+                interleaved: source.interleaved(),
             };
             let (sync_kind, reference_id, path) = kind.describe();
             let control = PollControl::new(poll_rx, limits);
@@ -315,6 +337,7 @@ pub fn spawn_sources(
                 kind: sync_kind,
                 reference_id,
                 path,
+                interleave_requested: source.interleaved(),
             });
         };
         match source {
@@ -455,6 +478,8 @@ pub(crate) struct SourceContext {
     pub(crate) cancel: CancellationToken,
     pub(crate) stats: Arc<SourceStats>,
     pub(crate) reach: Reach,
+    /// Ask the server for interleaved answers.
+    pub(crate) interleaved: bool,
 }
 
 impl SourceContext {

@@ -240,6 +240,10 @@ pub struct SourceSnapshot {
     /// The AEAD that key exchange negotiated, by its IANA name (NTS only).
     #[serde(default)]
     pub nts_aead: Option<String>,
+    /// RFC 9769 interleaved mode: `off` (not asked for), `basic` (asked
+    /// for, but the last answer was basic) or `interleaved`.
+    #[serde(default = "interleave_off")]
+    pub interleave: String,
     pub counters: SourceCounters,
     /// What only a reference clock (`sock`, `pps`) has.
     #[serde(default)]
@@ -266,6 +270,10 @@ impl RefclockSnapshot {
     }
 }
 
+fn interleave_off() -> String {
+    "off".to_owned()
+}
+
 /// A source's counters since the daemon started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceCounters {
@@ -280,6 +288,12 @@ pub struct SourceCounters {
     pub nts_naks: u64,
     pub key_exchanges: u64,
     pub key_exchange_failures: u64,
+    /// Samples from interleaved answers.
+    #[serde(default)]
+    pub interleaved_samples: u64,
+    /// Requests whose t1 is the kernel's transmit timestamp.
+    #[serde(default)]
+    pub kernel_tx_timestamps: u64,
 }
 
 /// The counters of one `[[server]]` listener at one moment.
@@ -305,6 +319,21 @@ pub struct NtpServerSnapshot {
     /// NTS requests dropped (unauthenticated, malformed NTS fields, no keys).
     pub nts_dropped: u64,
     pub send_errors: u64,
+    /// RFC 9769: answers in interleaved mode.
+    #[serde(default)]
+    pub interleaved: u64,
+    /// Interleaved requests whose previous exchange was gone (answered in
+    /// basic mode).
+    #[serde(default)]
+    pub interleave_missed: u64,
+    /// Kernel transmit timestamps of answers captured (of them from the
+    /// NIC) and missed.
+    #[serde(default)]
+    pub tx_timestamps_captured: u64,
+    #[serde(default)]
+    pub tx_timestamps_hardware: u64,
+    #[serde(default)]
+    pub tx_timestamps_missed: u64,
     /// Dropped requests by reason ([`DropClass::name`]), the non-zero ones.
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
@@ -327,6 +356,11 @@ impl NtpServerSnapshot {
             malformed: get(&stats.malformed),
             nts_dropped: get(&stats.nts_dropped),
             send_errors: get(&stats.send_errors),
+            interleaved: get(&stats.interleaved),
+            interleave_missed: get(&stats.interleave_missed),
+            tx_timestamps_captured: get(&stats.tx_captured),
+            tx_timestamps_hardware: get(&stats.tx_hardware),
+            tx_timestamps_missed: get(&stats.tx_missed),
             dropped: DropClass::ALL
                 .iter()
                 .zip(&stats.dropped)
@@ -565,6 +599,7 @@ pub struct SourceInfo {
     pub stats: Arc<SourceStats>,
     /// A reference clock's socket or device.
     pub path: Option<PathBuf>,
+    pub interleave_requested: bool,
 }
 
 impl SourceInfo {
@@ -576,6 +611,7 @@ impl SourceInfo {
             mode: handle.mode,
             stats: Arc::clone(&handle.stats),
             path: handle.path.clone(),
+            interleave_requested: handle.interleave_requested,
         }
     }
 }
@@ -684,6 +720,11 @@ fn source_snapshot(info: &SourceInfo, observed: Option<&Observed>) -> SourceSnap
             .ok()
             .filter(|&id| nts && id != 0)
             .map(|id| sundial_proto::nts::aead::AeadAlgorithm::from_u16(id).to_string()),
+        interleave: match (info.interleave_requested, get(&s.interleaved) != 0) {
+            (false, _) => interleave_off(),
+            (true, false) => "basic".to_owned(),
+            (true, true) => "interleaved".to_owned(),
+        },
         counters: SourceCounters {
             requests: get(&s.requests),
             samples: get(&s.samples),
@@ -696,6 +737,8 @@ fn source_snapshot(info: &SourceInfo, observed: Option<&Observed>) -> SourceSnap
             nts_naks: get(&s.nts_naks),
             key_exchanges: get(&s.key_exchanges),
             key_exchange_failures: get(&s.key_exchange_failures),
+            interleaved_samples: get(&s.interleaved_samples),
+            kernel_tx_timestamps: get(&s.kernel_tx_timestamps),
         },
         refclock: info.path.as_ref().map(|path| {
             let unnumbered = sync.map_or(0, |st| st.unnumbered_pulses);
@@ -936,6 +979,7 @@ mod tests {
                 nts_cookies: Some(8),
                 last_key_exchange: Some(1_700_000_000),
                 nts_aead: Some("AEAD_AES_SIV_CMAC_256".to_owned()),
+                interleave: "off".to_owned(),
                 counters: SourceCounters::default(),
                 refclock: None,
             }],

@@ -163,7 +163,7 @@ fn reference_page_documents_every_key() {
     // Code spans of the page; a key counts as documented when one of them
     // holds it as a whole word (`key`, `[table]`, `{ forward, backward }`).
     let spans: Vec<&str> = reference.split('`').skip(1).step_by(2).collect();
-    let is_word_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    let is_word_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     let documented = |key: &str| {
         spans.iter().any(|span| {
             span.split(|c: char| !is_word_char(c))

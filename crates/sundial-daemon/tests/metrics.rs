@@ -373,6 +373,7 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             mode: SourceMode::Nts,
             stats: Arc::new(nts),
             path: None,
+            interleave_requested: false,
         },
         SourceInfo {
             id: SourceId(1),
@@ -380,6 +381,7 @@ fn sources() -> (Vec<SourceInfo>, tokio::sync::watch::Sender<Observed>) {
             mode: SourceMode::Server,
             stats: Arc::new(plain),
             path: None,
+            interleave_requested: false,
         },
     ];
     let source = |id, state, offset| SourceStatus {
@@ -448,6 +450,7 @@ fn a_reference_clock_shows_its_refused_samples_by_reason() {
             nts_cookies: None,
             last_key_exchange: None,
             nts_aead: None,
+            interleave: "off".to_owned(),
             counters: SourceCounters {
                 samples: 61,
                 ..SourceCounters::default()

@@ -181,3 +181,82 @@ async fn a_port_in_use_names_the_address() {
     let err = ntp::bind(&common::ntp_server_config(&addr.to_string(), ""), false).unwrap_err();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+fn interleave_request(origin: u64, receive: u64, transmit: u64) -> Vec<u8> {
+    NtpHeader {
+        origin_timestamp: NtpTimestamp::from_bits(origin),
+        receive_timestamp: NtpTimestamp::from_bits(receive),
+        ..NtpHeader::client_request(4, NtpTimestamp::from_bits(transmit))
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+/// RFC 9769 over real sockets, each exchange from a new source port: the
+/// second answer is interleaved and carries the kernel's transmit time of
+/// the first, a little after the transmit timestamp the first one had.
+#[tokio::test]
+async fn interleaved_answers_carry_the_kernel_transmit_time() {
+    let cancel = CancellationToken::new();
+    for listen in ["127.0.0.1:0", "[::1]:0"] {
+        let listener = ntp::bind(&common::ntp_server_config(listen, ""), false).expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let stats = listener.stats();
+        tokio::spawn(listener.run(None, common::local_state(), cancel.clone()));
+
+        let first = exchange(addr, &interleave_request(0, 0xaaaa, 0xbbbb))
+            .await
+            .expect("an answer");
+        let first = NtpHeader::parse(&first).unwrap().0;
+        assert_eq!(first.origin_timestamp.to_bits(), 0xbbbb, "basic first");
+        assert_eq!(first.receive_timestamp.to_bits() & 1, 1);
+        assert_eq!(first.transmit_timestamp.to_bits() & 1, 0);
+
+        // The serving thread reads the kernel's report right after its
+        // sendmmsg; a client polls seconds later, this one at once: wait
+        // for the report before asking for it.
+        let captured = |n: u64| stats.tx_captured.load(std::sync::atomic::Ordering::Relaxed) >= n;
+        for _ in 0..200 {
+            if captured(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let rx1 = first.receive_timestamp.to_bits();
+        let second = exchange(addr, &interleave_request(rx1, 0xcccc, 0xdddd))
+            .await
+            .expect("an answer");
+        let second = NtpHeader::parse(&second).unwrap().0;
+        assert_eq!(
+            second.origin_timestamp.to_bits(),
+            0xcccc,
+            "interleaved second"
+        );
+        let kernel_lag = (second.transmit_timestamp - first.transmit_timestamp).as_seconds();
+        assert!(
+            (0.0..0.1).contains(&kernel_lag),
+            "kernel transmit time {kernel_lag} s after the estimate"
+        );
+        // The same request again: its exchange is spent, a basic answer.
+        let replay = exchange(addr, &interleave_request(rx1, 0xcccc, 0xdddd))
+            .await
+            .expect("an answer");
+        let replay = NtpHeader::parse(&replay).unwrap().0;
+        assert_eq!(replay.origin_timestamp.to_bits(), 0xdddd);
+
+        use std::sync::atomic::Ordering::Relaxed;
+        // A basic client's answer is not stamped.
+        let _ = exchange(addr, &plain_request()).await.expect("an answer");
+        for _ in 0..200 {
+            if captured(3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(stats.interleaved.load(Relaxed), 1);
+        assert_eq!(stats.interleave_missed.load(Relaxed), 1);
+        assert_eq!(stats.tx_captured.load(Relaxed), 3);
+        assert_eq!(stats.tx_missed.load(Relaxed), 0);
+    }
+    cancel.cancel();
+}

@@ -178,6 +178,7 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             mode: SourceMode::Nts,
             stats: Arc::new(nts),
             path: None,
+            interleave_requested: false,
         },
         SourceInfo {
             id: SourceId(1),
@@ -185,6 +186,7 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             mode: SourceMode::Pool,
             stats: Arc::new(plain),
             path: None,
+            interleave_requested: false,
         },
         SourceInfo {
             id: SourceId(2),
@@ -192,6 +194,7 @@ async fn a_snapshot_joins_sources_discipline_and_keys() {
             mode: SourceMode::Pps,
             stats: Arc::new(pps),
             path: Some("/dev/pps0".into()),
+            interleave_requested: false,
         },
     ];
     let observed = tokio::sync::watch::Sender::new(Observed {

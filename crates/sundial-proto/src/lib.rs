@@ -22,6 +22,7 @@
     )
 )]
 
+pub mod interleave;
 pub mod ntp;
 pub mod nts;
 pub mod reader;

@@ -8,6 +8,7 @@
 
 use rand_core::CryptoRng;
 
+use crate::interleave::{PreviousTransmit, is_marked_receive, mark_receive, mark_transmit};
 use crate::ntp::packet::{HEADER_LEN, LeapIndicator, Mode, NtpHeader, ParseError, ReferenceId};
 use crate::ntp::timestamp::{NtpShort, NtpTimestamp};
 use crate::nts::keyset::KeySet;
@@ -238,9 +239,51 @@ pub enum ServerAction {
     Drop(DropReason),
 }
 
+/// How an answer's origin and transmit timestamps were formed (RFC 9769).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AnswerMode {
+    /// Basic mode: the request did not ask for interleaving.
+    #[default]
+    Basic,
+    /// Interleaved: origin is the request's receive timestamp, transmit
+    /// the kernel's transmit time of the client's previous answer.
+    Interleaved,
+    /// The request was interleaved but its previous exchange is no longer
+    /// in the table (evicted, already answered, never captured, or another
+    /// client's): answered in basic mode.
+    Missed,
+}
+
+/// An answer the caller should remember for an interleaved answer to come:
+/// capture its transmit time and save it under `receive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SaveExchange {
+    /// The receive timestamp as sent in the answer (the table's key).
+    pub receive: NtpTimestamp,
+    /// The transmit time read for the answer: an estimate, early by the
+    /// time the answer takes to leave.
+    pub transmit_estimate: NtpTimestamp,
+}
+
+/// The interleaved-mode half of an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Exchange {
+    pub mode: AnswerMode,
+    /// Set when the request showed it wants interleaved answers.
+    pub save: Option<SaveExchange>,
+}
+
+/// The outcome of [`handle_request`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Handled {
+    pub action: ServerAction,
+    pub exchange: Exchange,
+}
+
 /// Handles one request. `transmit_time` is called as late as possible,
 /// just before the response is sealed, to read the clock for the transmit
-/// timestamp.
+/// timestamp. Basic mode only; see [`handle_request`].
 #[allow(clippy::too_many_arguments)]
 pub fn handle(
     state: &ServerState,
@@ -253,34 +296,147 @@ pub fn handle(
     rng: &mut impl CryptoRng,
     out: &mut [u8],
 ) -> ServerAction {
-    match decide(
+    let server = Server {
         state,
         policy,
         keyset,
+    };
+    let request = Request {
+        bytes: request,
+        received: receive_timestamp,
         admission,
+    };
+    handle_request(&server, &request, None, transmit_time, rng, out).action
+}
+
+/// What the server is: its view of its time, its policy, its NTS keys.
+#[derive(Clone, Copy, Debug)]
+pub struct Server<'a> {
+    pub state: &'a ServerState,
+    pub policy: &'a ServerPolicy,
+    pub keyset: Option<&'a KeySet>,
+}
+
+/// One request as it arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub bytes: &'a [u8],
+    /// The kernel's receive timestamp.
+    pub received: NtpTimestamp,
+    /// The caller's verdict on the client's address.
+    pub admission: Admission,
+}
+
+/// Handles one request, in interleaved mode where the request asks for it
+/// and `previous` (the table, seen from this request's client) still holds
+/// the client's previous exchange; `None`: basic mode only, and the
+/// answer's timestamps are not marked.
+pub fn handle_request(
+    server: &Server<'_>,
+    request: &Request<'_>,
+    previous: Option<&mut dyn PreviousTransmit>,
+    transmit_time: impl FnOnce() -> NtpTimestamp,
+    rng: &mut impl CryptoRng,
+    out: &mut [u8],
+) -> Handled {
+    let mut exchange = Exchange::default();
+    let action = match decide(
+        server,
         request,
-        receive_timestamp,
+        previous,
+        &mut exchange,
         transmit_time,
         rng,
         out,
     ) {
         Ok((len, kind)) => ServerAction::Respond { len, kind },
-        Err(reason) => ServerAction::Drop(reason),
+        Err(reason) => {
+            exchange = Exchange::default();
+            ServerAction::Drop(reason)
+        }
+    };
+    Handled { action, exchange }
+}
+
+/// Does this request ask for interleaved answers (RFC 9769 section 2)?
+/// Its receive field differs from its transmit field, and its origin is
+/// one of our receive timestamps, or zero with a receive field set (a
+/// client's first interleaved request: it has no receive timestamp of ours
+/// to echo yet, and says so with a nonzero receive field, which servers
+/// that do not interleave ignore).
+fn wants_interleave(req: &NtpHeader) -> bool {
+    req.version == 4
+        && req.receive_timestamp != req.transmit_timestamp
+        && (is_marked_receive(req.origin_timestamp)
+            || (req.origin_timestamp.is_zero() && !req.receive_timestamp.is_zero()))
+}
+
+/// Fills in the receive, origin and transmit fields of an answer that
+/// carries time; with the table, in interleaved mode when it can.
+fn stamp(
+    header: &mut NtpHeader,
+    req: &NtpHeader,
+    previous: Option<&mut dyn PreviousTransmit>,
+    exchange: &mut Exchange,
+    transmit_time: impl FnOnce() -> NtpTimestamp,
+) {
+    let Some(previous) = previous else {
+        header.transmit_timestamp = transmit_time();
+        return;
+    };
+    let mut receive = mark_receive(header.receive_timestamp);
+    if receive == req.origin_timestamp {
+        // Never send a receive timestamp the client just echoed.
+        receive = NtpTimestamp::from_bits(receive.to_bits().wrapping_add(2));
+    }
+    header.receive_timestamp = receive;
+    let wants = wants_interleave(req);
+    let saved = if wants && is_marked_receive(req.origin_timestamp) {
+        let saved = previous.take(req.origin_timestamp);
+        exchange.mode = if saved.is_some() {
+            AnswerMode::Interleaved
+        } else {
+            AnswerMode::Missed
+        };
+        saved
+    } else {
+        None
+    };
+    let estimate = mark_transmit(transmit_time());
+    match saved {
+        Some(transmit) => {
+            header.origin_timestamp = req.receive_timestamp;
+            header.transmit_timestamp = transmit;
+        }
+        None => header.transmit_timestamp = estimate,
+    }
+    if wants {
+        exchange.save = Some(SaveExchange {
+            receive,
+            transmit_estimate: estimate,
+        });
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn decide(
-    state: &ServerState,
-    policy: &ServerPolicy,
-    keyset: Option<&KeySet>,
-    admission: Admission,
-    request: &[u8],
-    receive_timestamp: NtpTimestamp,
+    server: &Server<'_>,
+    request: &Request<'_>,
+    previous: Option<&mut dyn PreviousTransmit>,
+    exchange: &mut Exchange,
     transmit_time: impl FnOnce() -> NtpTimestamp,
     rng: &mut impl CryptoRng,
     out: &mut [u8],
 ) -> Result<(usize, ResponseKind), DropReason> {
+    let Server {
+        state,
+        policy,
+        keyset,
+    } = *server;
+    let Request {
+        bytes: request,
+        received: receive_timestamp,
+        admission,
+    } = *request;
     let (req, _) = NtpHeader::parse(request)?;
     if !policy.accepts_version(req.version) {
         return Err(DropReason::Version(req.version));
@@ -309,6 +465,8 @@ fn decide(
     if let Some((code, _)) = kiss {
         make_kiss(&mut header, code);
     }
+    // Kisses are never interleaved, nor remembered.
+    let previous = if kiss.is_none() { previous } else { None };
     let too_large = |_| DropReason::TooLarge;
     let kind = match nts {
         NtsCheck::Drop(reason) => return Err(reason.into()),
@@ -322,7 +480,12 @@ fn decide(
                     ResponseKind::Deny
                 }
             };
-            header.transmit_timestamp = transmit_time();
+            let previous = if kind == ResponseKind::Plain {
+                previous
+            } else {
+                None
+            };
+            stamp(&mut header, &req, previous, exchange, transmit_time);
             header.serialize(&mut w).map_err(|_| DropReason::TooLarge)?;
             kind
         }
@@ -338,7 +501,7 @@ fn decide(
             let Some(keyset) = keyset else {
                 return Err(DropReason::NoKeyset);
             };
-            header.transmit_timestamp = transmit_time();
+            stamp(&mut header, &req, previous, exchange, transmit_time);
             write_response(&mut w, &header, &nts_request, keyset, max_len, rng)
                 .map_err(too_large)?;
             kiss.map_or(ResponseKind::Nts, |(_, kind)| kind)

@@ -12,11 +12,20 @@
 //! 9109 section 3, as chrony does), and an answer must echo it as its origin
 //! timestamp, which makes it the nonce that ties an answer to the one
 //! request outstanding. Our real send time stays here, in [`Outstanding`].
+//!
+//! In interleaved mode (RFC 9769 section 2, off unless asked for) a
+//! request also echoes the server's receive timestamp of the last answer
+//! as its origin and carries a second random value in its receive field.
+//! A server that interleaves answers with that value as origin and, as
+//! transmit timestamp, the kernel's real send time of its previous answer;
+//! the sample is then the previous exchange, completed with that better
+//! T3. A server that does not interleave answers in basic mode, which is
+//! taken as usual.
 
 use rand_core::CryptoRng;
 
 use crate::ntp::packet::{HEADER_LEN, KissCode, LeapIndicator, Mode, NtpHeader};
-use crate::ntp::timestamp::NtpTimestamp;
+use crate::ntp::timestamp::{NtpDuration, NtpTimestamp};
 use crate::nts::aead::NtsKeys;
 use crate::nts::client::{
     ResponseError, UID_LEN, VerifiedResponse, new_uid, verify_response, write_request,
@@ -36,16 +45,41 @@ struct NtsState {
     jar: CookieJar,
 }
 
+/// After this many requests in a row without a believed answer, the next
+/// one starts interleaving afresh (RFC 9769: a client limits the requests
+/// in interleaved mode between answers, so that very old timestamps are
+/// never completed).
+pub const MAX_INTERLEAVED_MISSES: u32 = 4;
+
 /// What we remember about the one request in flight.
 #[derive(Debug)]
 struct Outstanding {
     /// The random transmit timestamp the answer must echo.
     nonce: NtpTimestamp,
-    /// Our clock when the request was written: t1.
+    /// Interleaved mode: the random receive field, which an interleaved
+    /// answer echoes instead (only when the request also named a previous
+    /// exchange, so that there is one to complete).
+    interleave_nonce: Option<NtpTimestamp>,
+    /// Our clock when the request was written: t1, replaced by the kernel's
+    /// transmit timestamp when the daemon gets it.
     sent_local: NtpTimestamp,
     /// The Unique Identifier and the keys the request was sealed with (a
     /// re-key while it is in flight must not make its answer unverifiable).
     nts: Option<([u8; UID_LEN], NtsKeys)>,
+}
+
+/// The last believed exchange, which an interleaved answer completes.
+#[derive(Debug, Clone, Copy)]
+struct Previous {
+    /// Our transmit time of its request (t1).
+    sent_local: NtpTimestamp,
+    /// The server's receive timestamp, as sent (t2; echoed as origin).
+    server_receive: NtpTimestamp,
+    /// Our receive time of its answer (t4).
+    recv_local: NtpTimestamp,
+    /// It already gave a sample in basic mode: completing it again would
+    /// count one exchange twice (chrony skips that sample too).
+    measured: bool,
 }
 
 /// One association with one server.
@@ -53,6 +87,11 @@ struct Outstanding {
 pub struct Association {
     nts: Option<NtsState>,
     outstanding: Option<Outstanding>,
+    /// Ask for interleaved answers.
+    interleaved: bool,
+    previous: Option<Previous>,
+    /// The last believed answer was interleaved.
+    last_interleaved: bool,
     /// Poll exponent written into requests (informational for the server).
     poll_exponent: i8,
     /// Consecutive polls that got no believed answer.
@@ -67,6 +106,10 @@ pub struct Association {
 pub struct AssociationStats {
     pub requests: u64,
     pub samples: u64,
+    /// Samples from interleaved answers (a subset of `samples`).
+    pub interleaved_samples: u64,
+    /// Answers in interleaved mode (with or without a sample).
+    pub interleaved_answers: u64,
     /// Answers to no outstanding request, or with the wrong origin.
     pub unexpected: u64,
     /// NTS answers that failed verification (wrong UID, bad tag, plain).
@@ -113,6 +156,14 @@ pub enum Unusable {
     Unsynchronized,
     #[error("server left its receive or transmit timestamp zero")]
     ZeroTimestamp,
+    /// An interleaved answer completing an exchange that already gave a
+    /// basic sample: kept as state for the next one, not measured twice.
+    #[error("interleaved answer to an exchange already measured")]
+    AlreadyMeasured,
+    /// An interleaved answer whose transmit time is not after its previous
+    /// receive time, or far from it: not the previous answer's.
+    #[error("interleaved transmit timestamp does not fit the previous exchange")]
+    InconsistentInterleaved,
 }
 
 /// What one datagram meant.
@@ -152,6 +203,9 @@ pub struct Sample {
     pub precision: i8,
     /// The answer was NTS-authenticated.
     pub authenticated: bool,
+    /// Interleaved mode: T3 is the server's real send time of its
+    /// previous answer, and the sample measures that previous exchange.
+    pub interleaved: bool,
 }
 
 impl Association {
@@ -172,6 +226,9 @@ impl Association {
         Self {
             nts,
             outstanding: None,
+            interleaved: false,
+            previous: None,
+            last_interleaved: false,
             poll_exponent,
             unanswered: 0,
             reach: 0,
@@ -190,6 +247,37 @@ impl Association {
         }
         self.nts = Some(NtsState { keys, jar });
         self.unanswered = 0;
+    }
+
+    /// Asks (or stops asking) for interleaved answers (RFC 9769).
+    pub fn set_interleaved(&mut self, on: bool) {
+        self.interleaved = on;
+        if !on {
+            self.previous = None;
+        }
+    }
+
+    /// Interleaved mode was asked for.
+    pub fn interleave_requested(&self) -> bool {
+        self.interleaved
+    }
+
+    /// The last believed answer was in interleaved mode.
+    pub fn is_interleaved(&self) -> bool {
+        self.last_interleaved
+    }
+
+    /// Replaces t1 of the request in flight with the kernel's transmit
+    /// timestamp of it. Refused (false) when no request is in flight or
+    /// the two disagree by more than a second (a stale report).
+    pub fn set_transmit_timestamp(&mut self, kernel: NtpTimestamp) -> bool {
+        match &mut self.outstanding {
+            Some(o) if (kernel - o.sent_local).abs() < NtpDuration::from_seconds(1.0) => {
+                o.sent_local = kernel;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn is_nts(&self) -> bool {
@@ -239,7 +327,24 @@ impl Association {
         }
         self.reach <<= 1;
         let nonce = random_nonzero_timestamp(rng);
-        let header = NtpHeader::client_request(self.poll_exponent, nonce);
+        let mut header = NtpHeader::client_request(self.poll_exponent, nonce);
+        let mut interleave_nonce = None;
+        if self.interleaved {
+            let mut cookie = random_nonzero_timestamp(rng);
+            while cookie == nonce {
+                cookie = random_nonzero_timestamp(rng);
+            }
+            // The receive field says "interleave" even on a first request;
+            // the origin names the exchange to complete, once there is one.
+            header.receive_timestamp = cookie;
+            if self.unanswered > MAX_INTERLEAVED_MISSES {
+                self.previous = None;
+            }
+            if let Some(previous) = &self.previous {
+                header.origin_timestamp = previous.server_receive;
+                interleave_nonce = Some(cookie);
+            }
+        }
         let mut w = Writer::new(buf);
         let nts = match &mut self.nts {
             None => {
@@ -259,6 +364,7 @@ impl Association {
         };
         self.outstanding = Some(Outstanding {
             nonce,
+            interleave_nonce,
             sent_local: now_local,
             nts,
         });
@@ -292,9 +398,15 @@ impl Association {
     ) -> Result<ResponseOutcome, Discard> {
         let (header, _) = NtpHeader::parse(packet).map_err(|_| Discard::Malformed)?;
         let outstanding = self.outstanding.as_ref().ok_or(Discard::NoRequest)?;
-        if header.origin_timestamp != outstanding.nonce {
+        // RFC 9769: the origin is our transmit field in a basic answer, our
+        // receive field in an interleaved one.
+        let interleaved = if header.origin_timestamp == outstanding.nonce {
+            false
+        } else if Some(header.origin_timestamp) == outstanding.interleave_nonce {
+            true
+        } else {
             return Err(Discard::WrongOrigin);
-        }
+        };
         if header.mode != Mode::Server || !(3..=4).contains(&header.version) {
             return Err(Discard::NotServer);
         }
@@ -329,6 +441,10 @@ impl Association {
         };
         self.unanswered = 0;
         self.reach |= 1;
+        self.last_interleaved = interleaved;
+        if interleaved {
+            self.stats.interleaved_answers += 1;
+        }
         match header.kiss_code() {
             Some(KissCode::Rate) => return Ok(ResponseOutcome::RateLimited),
             Some(KissCode::Deny | KissCode::Rstr) => return Ok(ResponseOutcome::Demobilize),
@@ -344,16 +460,50 @@ impl Association {
         if header.receive_timestamp.is_zero() || header.transmit_timestamp.is_zero() {
             return Ok(ResponseOutcome::Unusable(Unusable::ZeroTimestamp));
         }
-        let t1 = outstanding.sent_local;
-        let t2 = header.receive_timestamp;
-        let t3 = header.transmit_timestamp;
-        let t4 = recv_local;
+        // This exchange, for the interleaved answer that may complete it.
+        let completed = self.previous.replace(Previous {
+            sent_local: outstanding.sent_local,
+            server_receive: header.receive_timestamp,
+            recv_local,
+            measured: !interleaved,
+        });
+        let (t1, t2, t3, t4) = if interleaved {
+            // RFC 9769's first set: the previous exchange, whose delay is
+            // what a delay filter judges, with the server's real T3.
+            let Some(previous) = completed else {
+                return Ok(ResponseOutcome::Unusable(Unusable::AlreadyMeasured));
+            };
+            let t3 = header.transmit_timestamp;
+            let processing = t3 - previous.server_receive;
+            if processing < NtpDuration::ZERO || processing > NtpDuration::from_seconds(1.0) {
+                return Ok(ResponseOutcome::Unusable(Unusable::InconsistentInterleaved));
+            }
+            if previous.measured {
+                return Ok(ResponseOutcome::Unusable(Unusable::AlreadyMeasured));
+            }
+            (
+                previous.sent_local,
+                previous.server_receive,
+                t3,
+                previous.recv_local,
+            )
+        } else {
+            (
+                outstanding.sent_local,
+                header.receive_timestamp,
+                header.transmit_timestamp,
+                recv_local,
+            )
+        };
         // RFC 5905 8: theta = ((t2 - t1) + (t3 - t4)) / 2 and
         // delta = (t4 - t1) - (t3 - t2); each difference is taken between
         // nearby timestamps, so the era wrap cancels out.
         let offset = ((t2 - t1).as_seconds() + (t3 - t4).as_seconds()) / 2.0;
         let delay = ((t4 - t1).as_seconds() - (t3 - t2).as_seconds()).max(0.0);
         self.stats.samples += 1;
+        if interleaved {
+            self.stats.interleaved_samples += 1;
+        }
         Ok(ResponseOutcome::Sample(Sample {
             offset,
             delay,
@@ -364,6 +514,7 @@ impl Association {
             reference_id: header.reference_id.0,
             precision: header.precision,
             authenticated,
+            interleaved,
         }))
     }
 

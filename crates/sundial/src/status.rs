@@ -319,7 +319,7 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "S Name                           Address                St Poll Reach Cookies     Offset      Delay     Jitter  Last KE  AEAD"
+            "S Name                           Address                St Poll Reach Cookies     Offset      Delay     Jitter  Last KE  Mode         AEAD"
         )?;
         for s in &status.sources {
             let address = s
@@ -337,7 +337,7 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
             let aead = s.nts_aead.as_deref().unwrap_or("-");
             writeln!(
                 out,
-                "{} {:<30} {:<22} {:>2} {:>4} {:>5o} {:>7} {:>10} {:>10} {:>10}  {:<8} {}",
+                "{} {:<30} {:<22} {:>2} {:>4} {:>5o} {:>7} {:>10} {:>10} {:>10}  {:<8} {:<12} {}",
                 s.state.marker(),
                 s.name,
                 address,
@@ -349,12 +349,13 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 seconds(s.delay_seconds, false),
                 seconds(s.jitter_seconds, false),
                 ke,
+                s.interleave,
                 aead,
             )?;
         }
         writeln!(
             out,
-            "  (* selected, + candidate, x falseticker, ? unusable; Poll is log2 seconds; Reach in octal)"
+            "  (* selected, + candidate, x falseticker, ? unusable; Poll is log2 seconds; Reach in octal;\n   Mode: interleaved = RFC 9769 answers with the server's kernel transmit time, basic = asked\n   for interleaved but answered in basic mode, off = not asked)"
         )?;
         for s in &status.sources {
             if let Some(refclock) = &s.refclock {
@@ -383,6 +384,17 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 s.ignored + s.malformed + s.nts_dropped,
                 s.send_errors,
             )?;
+            if s.interleaved + s.interleave_missed + s.tx_timestamps_captured > 0 {
+                writeln!(
+                    out,
+                    "  interleaved {} (missed {}), kernel tx timestamps {} ({} from the NIC), missed {}",
+                    s.interleaved,
+                    s.interleave_missed,
+                    s.tx_timestamps_captured,
+                    s.tx_timestamps_hardware,
+                    s.tx_timestamps_missed,
+                )?;
+            }
             if !s.dropped.is_empty() {
                 let reasons: Vec<String> =
                     s.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -494,6 +506,7 @@ mod tests {
                 nts_cookies: Some(8),
                 last_key_exchange: Some(1_000_000 - 65),
                 nts_aead: Some("AEAD_AES_SIV_CMAC_256".to_owned()),
+                interleave: "interleaved".to_owned(),
                 counters: SourceCounters::default(),
                 refclock: None,
             }],
@@ -509,6 +522,11 @@ mod tests {
                 malformed: 0,
                 nts_dropped: 0,
                 send_errors: 0,
+                interleaved: 4,
+                interleave_missed: 1,
+                tx_timestamps_captured: 5,
+                tx_timestamps_hardware: 0,
+                tx_timestamps_missed: 0,
                 dropped: [("authentication".to_owned(), 2)].into(),
             }],
             nts_ke_servers: vec![KeServerSnapshot {
@@ -672,6 +690,7 @@ mod tests {
             nts_cookies: None,
             last_key_exchange: None,
             nts_aead: None,
+            interleave: "off".to_owned(),
             counters: SourceCounters {
                 samples: 120,
                 ..SourceCounters::default()

@@ -91,6 +91,14 @@ pub struct ServerConfig {
     /// once (see `server::ntp::pacing`).
     #[serde(default = "default_coalesce_us")]
     pub coalesce_us: u64,
+    /// Answer RFC 9769 interleaved requests (kernel transmit timestamps
+    /// for the answers of clients that ask); `false`: basic mode only.
+    #[serde(default = "default_interleaved")]
+    pub interleaved: bool,
+}
+
+fn default_interleaved() -> bool {
+    true
 }
 
 impl ServerConfig {

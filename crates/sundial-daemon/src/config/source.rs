@@ -85,11 +85,12 @@ impl SourceMode {
     pub fn allowed_keys(self) -> &'static [&'static str] {
         const POLL: [&str; 2] = ["poll-interval-limits", "initial-poll-interval"];
         match self {
-            Self::Server => &["address", "ntp-version", POLL[0], POLL[1]],
+            Self::Server => &["address", "interleaved", "ntp-version", POLL[0], POLL[1]],
             Self::Pool => &[
                 "address",
                 "count",
                 "ignore",
+                "interleaved",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -98,6 +99,7 @@ impl SourceMode {
                 "address",
                 "certificate-authority",
                 "system-roots",
+                "interleaved",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -107,6 +109,7 @@ impl SourceMode {
                 "certificate-authority",
                 "system-roots",
                 "count",
+                "interleaved",
                 "ntp-version",
                 POLL[0],
                 POLL[1],
@@ -192,6 +195,18 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// `interleaved = true`: ask for RFC 9769 interleaved answers.
+    #[must_use]
+    pub fn interleaved(&self) -> bool {
+        match self {
+            Self::Server(s) => s.interleaved,
+            Self::Pool(s) => s.interleaved,
+            Self::Nts(s) => s.interleaved,
+            Self::NtsPool(s) => s.interleaved,
+            Self::Sock(_) | Self::Pps(_) => false,
+        }
+    }
+
     /// The mode this source was declared with.
     #[must_use]
     pub fn mode(&self) -> SourceMode {
@@ -239,6 +254,8 @@ pub struct ServerSource {
     pub address: HostPort,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -254,6 +271,8 @@ pub struct PoolSource {
     pub ignore: Vec<IpAddr>,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -270,6 +289,8 @@ pub struct NtsSource {
     pub system_roots: bool,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -287,6 +308,8 @@ pub struct NtsPoolSource {
     pub count: usize,
     /// Protocol version to speak.
     pub ntp_version: NtpVersion,
+    /// Ask for RFC 9769 interleaved answers (chrony's `xleave`).
+    pub interleaved: bool,
     /// Per-source poll settings.
     pub poll: PollOverrides,
 }
@@ -327,6 +350,7 @@ pub(crate) struct RawSource {
     count: Option<usize>,
     ignore: Option<Vec<IpAddr>>,
     ntp_version: Option<NtpVersion>,
+    interleaved: Option<bool>,
     poll_interval_limits: Option<PartialPollIntervalLimits>,
     initial_poll_interval: Option<i8>,
     path: Option<PathBuf>,
@@ -354,6 +378,7 @@ impl RawSource {
         note(self.count.is_some(), "count");
         note(self.ignore.is_some(), "ignore");
         note(self.ntp_version.is_some(), "ntp-version");
+        note(self.interleaved.is_some(), "interleaved");
         note(self.poll_interval_limits.is_some(), "poll-interval-limits");
         note(
             self.initial_poll_interval.is_some(),
@@ -501,10 +526,12 @@ impl RawSource {
             return None;
         }
         let ntp_version = self.ntp_version.unwrap_or_default();
+        let interleaved = self.interleaved.unwrap_or(false);
         let source = match mode {
             SourceMode::Server => SourceConfig::Server(ServerSource {
                 address: address?,
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::Pool => SourceConfig::Pool(PoolSource {
@@ -512,6 +539,7 @@ impl RawSource {
                 count,
                 ignore: self.ignore.unwrap_or_default(),
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::Nts => SourceConfig::Nts(NtsSource {
@@ -519,6 +547,7 @@ impl RawSource {
                 certificate_authority: self.certificate_authority,
                 system_roots: self.system_roots.unwrap_or(true),
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::NtsPool => SourceConfig::NtsPool(NtsPoolSource {
@@ -527,6 +556,7 @@ impl RawSource {
                 system_roots: self.system_roots.unwrap_or(true),
                 count,
                 ntp_version,
+                interleaved,
                 poll,
             }),
             SourceMode::Sock => SourceConfig::Sock(SockSource {

@@ -2,7 +2,11 @@
 //! the process may run on (SO_REUSEPORT spreads clients over them), each
 //! served by its own thread in batches: recvmmsg with the kernel's receive
 //! timestamp on every datagram (SO_TIMESTAMPNS), the sans-IO decision of
-//! `sundial_proto::server::handle` per datagram, sendmmsg for the answers.
+//! `sundial_proto::server::handle_request` per datagram, sendmmsg for the
+//! answers. Answers to clients that ask for RFC 9769's interleaved mode go
+//! out in a batch of their own with kernel transmit timestamping on
+//! (`ntp/txstamp.rs`), and their timestamps land in the listener's table
+//! (`ntp/interleave.rs`), from which the client's next answer takes them.
 //!
 //! Why threads and not tokio tasks: a serving loop is one blocking
 //! recvmmsg after another, with nothing to await in between; an epoll
@@ -12,12 +16,14 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod interleave;
 mod pacing;
+pub mod txstamp;
 
 use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,16 +33,19 @@ use nix::sys::socket::{setsockopt, sockopt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use socket2::{Domain, Protocol, Socket, Type};
+use sundial_proto::interleave::PreviousTransmit;
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 use sundial_proto::server::{
-    Admission, DropClass, DropReason, PlainPolicy, ResponseKind, ServerAction, ServerPolicy,
-    ServerState, handle,
+    Admission, AnswerMode, DropClass, DropReason, PlainPolicy, Request, ResponseKind, Server,
+    ServerAction, ServerPolicy, ServerState, handle_request,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::batch::{RxBatch, TxBatch, to_socket_addr};
+use self::batch::{BATCH, RxBatch, TxBatch, to_socket_addr};
+use self::interleave::SharedTable;
 use self::pacing::Pacer;
+use self::txstamp::{StampMeta, TxStamps};
 use super::rate::RateLimiter;
 use crate::config::{FilterAction, RateLimitAction, RequireNts, ServerConfig};
 use crate::keystore::SharedKeySet;
@@ -87,6 +96,14 @@ pub struct NtpStats {
     pub malformed: AtomicU64,
     pub nts_dropped: AtomicU64,
     pub send_errors: AtomicU64,
+    /// RFC 9769: answers in interleaved mode; interleaved requests whose
+    /// previous exchange was gone (answered in basic mode); kernel
+    /// transmit timestamps captured (of them from the NIC) and missed.
+    pub interleaved: AtomicU64,
+    pub interleave_missed: AtomicU64,
+    pub tx_captured: AtomicU64,
+    pub tx_hardware: AtomicU64,
+    pub tx_missed: AtomicU64,
     /// Every request `handle` dropped, by [`DropClass`] (indexed by
     /// `class as usize`): `nts_dropped`, the `require-nts` part of
     /// `ignored` and `malformed` (minus datagrams without a peer address),
@@ -112,6 +129,11 @@ struct Tally {
     malformed: u64,
     nts_dropped: u64,
     send_errors: u64,
+    interleaved: u64,
+    interleave_missed: u64,
+    tx_captured: u64,
+    tx_hardware: u64,
+    tx_missed: u64,
     dropped: [u64; DROP_CLASSES],
 }
 
@@ -151,6 +173,11 @@ impl Tally {
             (self.malformed, &stats.malformed),
             (self.nts_dropped, &stats.nts_dropped),
             (self.send_errors, &stats.send_errors),
+            (self.interleaved, &stats.interleaved),
+            (self.interleave_missed, &stats.interleave_missed),
+            (self.tx_captured, &stats.tx_captured),
+            (self.tx_hardware, &stats.tx_hardware),
+            (self.tx_missed, &stats.tx_missed),
         ];
         let by_class = self.dropped.iter().zip(&stats.dropped);
         for (n, counter) in pairs.into_iter().chain(by_class.map(|(n, c)| (*n, c))) {
@@ -168,6 +195,7 @@ pub struct NtpListener {
     sockets: Vec<std::net::UdpSocket>,
     config: ServerConfig,
     stats: Arc<NtpStats>,
+    table: Arc<SharedTable>,
 }
 
 /// Serving threads per listen address: the cores this process may run on
@@ -243,6 +271,7 @@ fn bind_threads(
         sockets: bound,
         config: config.clone(),
         stats: Arc::new(NtpStats::default()),
+        table: Arc::new(SharedTable::default()),
     })
 }
 
@@ -304,6 +333,7 @@ impl NtpListener {
                 config: Arc::clone(&config),
                 policy,
                 stats: Arc::clone(&self.stats),
+                table: Arc::clone(&self.table),
                 keys: keys.clone(),
                 state: Arc::clone(&state),
                 cancel: cancel.clone(),
@@ -340,9 +370,17 @@ struct Worker {
     config: Arc<ServerConfig>,
     policy: ServerPolicy,
     stats: Arc<NtpStats>,
+    table: Arc<SharedTable>,
     keys: Option<SharedKeySet>,
     state: StateFn,
     cancel: CancellationToken,
+}
+
+/// Answers to interleaving clients, sent with transmit timestamping.
+struct Stamped {
+    stamps: TxStamps,
+    batch: TxBatch,
+    meta: [StampMeta; BATCH],
 }
 
 impl Worker {
@@ -356,6 +394,21 @@ impl Worker {
         let mut rng = StdRng::from_os_rng();
         let mut rx = RxBatch::new();
         let mut tx = TxBatch::new();
+        // Without kernel transmit timestamps there is nothing to
+        // interleave with: the server then answers in basic mode only.
+        let stamps = self
+            .config
+            .interleaved
+            .then(|| TxStamps::new(self.socket.as_fd()))
+            .flatten();
+        let mut stamped = stamps.map(|stamps| Stamped {
+            stamps,
+            batch: TxBatch::new(),
+            meta: [StampMeta::default(); BATCH],
+        });
+        if stamped.is_none() && self.config.interleaved {
+            tracing::info!(listen = %self.config.listen, "no kernel transmit timestamps: interleaved mode off");
+        }
         let mut tally = Tally::default();
         let mut pacer = Pacer::new(
             Duration::from_micros(self.config.coalesce_us),
@@ -401,13 +454,25 @@ impl Worker {
                     continue;
                 };
                 let sealed_at = Cell::new(None);
-                let action = handle(
-                    &(self.state)(receive_ts),
-                    &self.policy,
+                let state = (self.state)(receive_ts);
+                let server = Server {
+                    state: &state,
+                    policy: &self.policy,
                     keyset,
+                };
+                let request = Request {
+                    bytes: packet,
+                    received: receive_ts,
                     admission,
-                    packet,
-                    receive_ts,
+                };
+                let mut view = self.table.client(ip);
+                let previous = stamped
+                    .as_ref()
+                    .map(|_| &mut view as &mut dyn PreviousTransmit);
+                let handled = handle_request(
+                    &server,
+                    &request,
+                    previous,
                     || {
                         sealed_at.set(Some(Instant::now()));
                         now_ntp()
@@ -415,10 +480,34 @@ impl Worker {
                     &mut rng,
                     tx.next_buf(),
                 );
+                let action = handled.action;
                 tally.count(&action);
+                match handled.exchange.mode {
+                    AnswerMode::Basic => {}
+                    AnswerMode::Interleaved => tally.interleaved += 1,
+                    AnswerMode::Missed => tally.interleave_missed += 1,
+                }
                 match action {
                     ServerAction::Respond { len, .. } => {
                         tx.push(len, peer);
+                        if let (Some(save), Some(st)) = (handled.exchange.save, stamped.as_mut()) {
+                            // Into the stamped batch; into the table once
+                            // the kernel reports its transmit time.
+                            let buf = st.batch.next_buf();
+                            let answer = tx.last();
+                            if let Some(dst) = buf.get_mut(..answer.len()) {
+                                dst.copy_from_slice(answer);
+                                if let Some(m) = st.meta.get_mut(st.batch.len()) {
+                                    *m = StampMeta {
+                                        receive: save.receive,
+                                        client: ip,
+                                        estimate: save.transmit_estimate,
+                                    };
+                                }
+                                st.batch.push(len, peer);
+                                tx.pop();
+                            }
+                        }
                         if oldest.is_none() {
                             oldest = sealed_at.get();
                         }
@@ -428,14 +517,21 @@ impl Worker {
                     }
                 }
                 let stale = oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-                if tx.is_full() || stale {
-                    self.flush(fd, &mut tx, &mut tally);
+                let full = tx.is_full() || stamped.as_ref().is_some_and(|s| s.batch.is_full());
+                if full || stale {
+                    self.flush(fd, &mut tx, stamped.as_mut(), &mut tally);
                     oldest = None;
                 }
             }
             drop(guard);
-            if !tx.is_empty() {
-                self.flush(fd, &mut tx, &mut tally);
+            let stamped_waiting = stamped.as_ref().is_some_and(|s| !s.batch.is_empty());
+            if !tx.is_empty() || stamped_waiting {
+                self.flush(fd, &mut tx, stamped.as_mut(), &mut tally);
+            } else if let Some(st) = stamped.as_mut()
+                && st.stamps.waiting()
+            {
+                // Hardware timestamps may come after their batch's drain.
+                self.collect(&mut st.stamps, &mut tally);
             }
             tally.flush(&self.stats);
             let now = Instant::now();
@@ -446,11 +542,41 @@ impl Worker {
         }
     }
 
-    fn flush(&self, fd: RawFd, tx: &mut TxBatch, tally: &mut Tally) {
+    fn flush(&self, fd: RawFd, tx: &mut TxBatch, stamped: Option<&mut Stamped>, tally: &mut Tally) {
         // Count before sending: a client holding its answer finds it counted.
         tally.flush(&self.stats);
-        let sent = tx.flush(fd);
-        tally.send_errors += sent.failed;
+        if !tx.is_empty() {
+            let sent = tx.flush(fd);
+            tally.send_errors += sent.failed;
+        }
+        if let Some(st) = stamped
+            && !st.batch.is_empty()
+        {
+            let n = st.batch.len();
+            let meta = st.meta.get(..n).unwrap_or_default();
+            let sent = st.stamps.send(
+                self.socket.as_fd(),
+                &mut st.batch,
+                meta,
+                &mut tally.tx_missed,
+            );
+            tally.send_errors += sent.failed;
+            self.collect(&mut st.stamps, tally);
+        }
+    }
+
+    /// Reads the transmit timestamps the kernel has reported into the
+    /// table.
+    fn collect(&self, stamps: &mut TxStamps, tally: &mut Tally) {
+        let drained = stamps.drain(self.socket.as_fd(), |c| {
+            // A NIC's report improves on the software one already saved.
+            if !(c.hardware && self.table.set_transmit(c.receive, c.kernel)) {
+                let _ = self.table.insert(c.receive, c.client, c.kernel);
+            }
+        });
+        tally.tx_captured += drained.captured;
+        tally.tx_hardware += drained.hardware;
+        tally.tx_missed += drained.missed;
     }
 
     /// Allow and deny lists, then rate limiting. `None`: drop silently.

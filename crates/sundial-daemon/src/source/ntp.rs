@@ -1,17 +1,19 @@
 //! The NTP half of every source: a UDP socket connected to the server, with
-//! the kernel's receive timestamp on every datagram, and the poll loop that
+//! the kernel's receive timestamp on every datagram and its transmit
+//! timestamp on every request (SO_TIMESTAMPING, read back from the error
+//! queue when the answer comes), and the poll loop that
 //! drives one `Association` until it needs something the loop cannot give
 //! (new keys, another server, or nothing: demobilized or cancelled).
 
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::cmsg_space;
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+    ControlMessageOwned, MsgFlags, SockaddrStorage, TimestampingFlag, recvmsg, setsockopt, sockopt,
 };
 use nix::sys::time::TimeSpec;
 use rand::SeedableRng;
@@ -40,6 +42,14 @@ const MAX_RESPONSE: usize = 8192;
 pub struct NtpSocket {
     socket: UdpSocket,
     server: SocketAddr,
+    /// The kernel stamps every request we send (false: it refused).
+    tx_stamping: bool,
+    /// The kernel's id (SOF_TIMESTAMPING_OPT_ID) of the next request,
+    /// and of the last one sent.
+    next_id: AtomicU32,
+    sent_id: AtomicU32,
+    /// A request went out whose timestamp has not been read yet.
+    awaiting: AtomicBool,
 }
 
 impl NtpSocket {
@@ -60,11 +70,22 @@ impl NtpSocket {
         // The kernel stamps the answer as it arrives (t4), so our own
         // scheduling delay stays out of the measured delay.
         setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        // And each request as it leaves (t1): the time read before the
+        // send is early by our own scheduling and the send syscall.
+        let tx_flags = TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID;
+        let tx_stamping = setsockopt(&socket, sockopt::Timestamping, &tx_flags).is_ok();
         socket.bind(&local.into())?;
         socket.connect(&server.into())?;
         Ok(Self {
             socket: UdpSocket::from_std(socket.into())?,
             server,
+            tx_stamping,
+            next_id: AtomicU32::new(0),
+            sent_id: AtomicU32::new(0),
+            awaiting: AtomicBool::new(false),
         })
     }
 
@@ -73,7 +94,73 @@ impl NtpSocket {
     }
 
     pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
-        self.socket.send(packet).await.map(|_| ())
+        // Reports of earlier requests are of no use now.
+        let _ = self.take_transmit_timestamp();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.sent_id.store(id, Ordering::Relaxed);
+        let sent = self.socket.send(packet).await.map(|_| ());
+        self.awaiting.store(sent.is_ok(), Ordering::Relaxed);
+        sent
+    }
+
+    /// The kernel's transmit timestamp of the last request sent, once
+    /// (`None`: not reported, or no timestamping here). Call it when the
+    /// answer is in: by then the report is long queued.
+    pub fn take_transmit_timestamp(&self) -> Option<NtpTimestamp> {
+        if !self.tx_stamping {
+            return None;
+        }
+        let awaiting = self.awaiting.swap(false, Ordering::Relaxed);
+        let mut found = None;
+        let mut buf = [0u8; 64];
+        loop {
+            let mut cmsg = cmsg_space!(
+                TimeSpec,
+                [TimeSpec; 3],
+                libc::sock_extended_err,
+                libc::sockaddr_in6
+            );
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let Ok(msg) = recvmsg::<SockaddrStorage>(
+                self.socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+            ) else {
+                break;
+            };
+            let mut id = None;
+            let mut stamp = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    match c {
+                        ControlMessageOwned::ScmTimestampsns(ts) => {
+                            stamp = Some(NtpTimestamp::from_unix(
+                                ts.system.tv_sec(),
+                                u32::try_from(ts.system.tv_nsec()).unwrap_or(0),
+                            ));
+                        }
+                        ControlMessageOwned::Ipv4RecvErr(e, _)
+                        | ControlMessageOwned::Ipv6RecvErr(e, _)
+                            if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
+                        {
+                            id = Some(e.ee_data);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let (Some(id), Some(stamp)) = (id, stamp) {
+                found = Some((id, stamp));
+            }
+        }
+        let (id, stamp) = found?;
+        // Every request is stamped, so the kernel's ids count our sends;
+        // a send that failed may or may not have used one: follow the
+        // kernel from its newest report on.
+        self.next_id.store(id.wrapping_add(1), Ordering::Relaxed);
+        (awaiting && id == self.sent_id.load(Ordering::Relaxed) && !stamp.is_zero())
+            .then_some(stamp)
     }
 
     /// One datagram and, when the kernel gave one, its receive timestamp.
@@ -90,7 +177,8 @@ fn recv_with_timestamp(
     socket: &UdpSocket,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<NtpTimestamp>)> {
-    let mut cmsg = cmsg_space!(TimeSpec);
+    // SO_TIMESTAMPING (on for transmit timestamps) adds its own cmsg.
+    let mut cmsg = cmsg_space!(TimeSpec, [TimeSpec; 3]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         socket.as_raw_fd(),
@@ -174,6 +262,7 @@ pub(crate) async fn run_polls(
     let mut last_sent: Option<Instant> = None;
     let mut next_poll = Instant::now();
     let mut last_stats = assoc.stats();
+    assoc.set_interleaved(ctx.interleaved);
     loop {
         let exit = tokio::select! {
             biased;
@@ -200,6 +289,11 @@ pub(crate) async fn run_polls(
             }
             received = socket.recv(&mut response) => match received {
                 Ok((len, kernel_ts)) => {
+                    if let Some(t1) = socket.take_transmit_timestamp()
+                        && assoc.set_transmit_timestamp(t1)
+                    {
+                        ctx.stats.kernel_tx_timestamps.fetch_add(1, Ordering::Relaxed);
+                    }
                     let t4 = kernel_ts.unwrap_or_else(system_now);
                     let packet = response.get(..len).unwrap_or_default();
                     handle(ctx, poll, assoc, packet, t4, &mut on_sample).await

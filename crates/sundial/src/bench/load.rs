@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use sundial_proto::ntp::packet::NtpHeader;
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 
 /// Messages per sendmmsg/recvmmsg call.
@@ -38,6 +39,25 @@ pub trait Workload {
     fn request(&self, seq: usize) -> &[u8];
     /// Whether `response` is a valid answer to request `seq`.
     fn verify(&self, seq: usize, response: &[u8]) -> bool;
+}
+
+/// Request `seq` of step `tag`'s header. `interleaved`: the request asks
+/// for RFC 9769's interleaved mode, as an interleaving client's does after
+/// a lost answer: a receive field set, and an origin that looks like one
+/// of the server's receive timestamps (lowest bit set) but names no
+/// exchange it holds. The server looks it up, misses, answers in basic
+/// mode, saves the exchange and has the kernel timestamp the answer: every
+/// cost interleaving adds per answer (a hit costs the same lookup), while
+/// the answer still echoes the transmit timestamp the generator matches.
+pub fn request_header(tag: u8, seq: usize, interleaved: bool) -> NtpHeader {
+    let transmit = seq_timestamp(tag, seq);
+    let mut header = NtpHeader::client_request(0, transmit);
+    if interleaved {
+        header.origin_timestamp =
+            NtpTimestamp::from_bits(transmit.to_bits() ^ 0x5a5a_0000_0000_0001 | 1);
+        header.receive_timestamp = NtpTimestamp::from_bits(!transmit.to_bits());
+    }
+    header
 }
 
 /// The transmit timestamp of request `seq` in step `tag`.
@@ -365,15 +385,16 @@ fn account(
 #[derive(Debug, Default)]
 pub struct NtpWorkload {
     requests: Vec<[u8; 48]>,
+    /// Requests ask for interleaved mode ([`request_header`]).
+    pub interleaved: bool,
 }
 
 impl Workload for NtpWorkload {
     fn prepare(&mut self, tag: u8, count: usize) -> Result<(), String> {
         self.requests.clear();
-        self.requests.extend((0..count).map(|seq| {
-            sundial_proto::ntp::packet::NtpHeader::client_request(0, seq_timestamp(tag, seq))
-                .to_bytes()
-        }));
+        let interleaved = self.interleaved;
+        self.requests
+            .extend((0..count).map(|seq| request_header(tag, seq, interleaved).to_bytes()));
         Ok(())
     }
 

@@ -13,7 +13,15 @@
 //! a generator but a null NTP server to sweep, the ceiling of the kernel's
 //! UDP path (see `reflect.rs`); the `relay` mode is a UDP relay that
 //! delays each datagram from a seeded distribution, the path of the
-//! accuracy bench (see `relay.rs`).
+//! accuracy bench (see `relay.rs`); the `xleave` mode measures the
+//! server's transmit timestamp against its true send time in basic and
+//! interleaved mode (see `xleave.rs`).
+//!
+//! `--interleaved` makes every request ask for RFC 9769's interleaved
+//! mode, so the server captures the kernel's transmit timestamp of every
+//! answer; `--interleave-ratio` sweeps basic and interleaved requests in
+//! turn (`--rounds` times each) and reports the ratio of their lossless
+//! rates, the cost of interleaving on the batched path.
 //!
 //! It is a measuring tool, not a test: every run is bounded by the number
 //! of steps and their length.
@@ -24,6 +32,7 @@ mod nts;
 mod proc;
 mod reflect;
 mod relay;
+mod xleave;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +56,11 @@ pub enum Mode {
     /// every datagram (normal per packet and direction, loss, spikes) for
     /// --duration seconds, the network path of benches/accuracy.sh.
     Relay,
+    /// Not a load: pairs of requests (--rate pairs/s, default 10) to
+    /// --server for --duration seconds, reporting the spread of the
+    /// server's transmit timestamp against its kernel send time, in basic
+    /// and interleaved mode.
+    Xleave,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +121,17 @@ pub struct BenchArgs {
     /// memory (from /proc) for each step.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// Requests ask for RFC 9769 interleaved mode (ntp and nts modes): the
+    /// server then captures a kernel transmit timestamp per answer.
+    #[arg(long)]
+    interleaved: bool,
+    /// Sweep basic and interleaved requests in turn and report the ratio
+    /// of their lossless rates (ntp and nts modes).
+    #[arg(long)]
+    interleave_ratio: bool,
+    /// Rounds of basic + interleaved sweeps for --interleave-ratio.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
 }
 
 /// The relay mode's arguments.
@@ -192,9 +217,22 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 server_pid: args.server_pid,
             })
         }
+        Mode::Xleave => {
+            let server = args
+                .server
+                .ok_or_else(|| "xleave mode needs --server ADDR".to_owned())?;
+            xleave::run(server, args.duration, args.rate.unwrap_or(10.0))
+        }
         Mode::Ntp => {
             let (server, mut generator) = generator(args)?;
-            sweep(args, server, &mut generator, &mut NtpWorkload::default())
+            let mut workload = NtpWorkload::default();
+            if args.interleave_ratio {
+                return ratio(args, server, &mut generator, &mut workload, |w, on| {
+                    w.interleaved = on;
+                });
+            }
+            workload.interleaved = args.interleaved;
+            sweep(args, server, &mut generator, &mut workload).map(|_| ())
         }
         Mode::Nts => {
             let (Some(ke), Some(ca)) = (args.ke, args.ca.as_deref()) else {
@@ -207,9 +245,77 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 workload.sessions(),
                 workload.cookies()
             );
-            sweep(args, server, &mut generator, &mut workload)
+            if args.interleave_ratio {
+                return ratio(args, server, &mut generator, &mut workload, |w, on| {
+                    w.interleaved = on;
+                });
+            }
+            workload.interleaved = args.interleaved;
+            sweep(args, server, &mut generator, &mut workload).map(|_| ())
         }
     }
+}
+
+/// Basic and interleaved sweeps in turn; the ratio of their best lossless
+/// answered rates, per round and overall.
+fn ratio<W: Workload>(
+    args: &BenchArgs,
+    server: SocketAddr,
+    generator: &mut Generator,
+    workload: &mut W,
+    set: impl Fn(&mut W, bool),
+) -> Result<(), String> {
+    let mut basic = Vec::new();
+    let mut interleaved = Vec::new();
+    let (mut basic_cpu, mut interleaved_cpu) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds.max(1) {
+        for on in [false, true] {
+            set(workload, on);
+            println!(
+                "# round {} of {}: {} requests",
+                round + 1,
+                args.rounds.max(1),
+                if on { "interleaved" } else { "basic" }
+            );
+            let (rate, cpu) = sweep_cpu(args, server, generator, workload)?;
+            if on {
+                interleaved.push(rate);
+                interleaved_cpu.extend(cpu);
+            } else {
+                basic.push(rate);
+                basic_cpu.extend(cpu);
+            }
+        }
+        if let (Some(b), Some(i)) = (basic.last(), interleaved.last()) {
+            println!(
+                "ROUND_XLEAVE round={} basic={b:.0} interleaved={i:.0} ratio={:.3}",
+                round + 1,
+                i / b.max(1.0)
+            );
+        }
+    }
+    // With --rate and --server-pid: the server's CPU per answer, which a
+    // busy shared machine disturbs less than a saturation rate.
+    if !basic_cpu.is_empty() && !interleaved_cpu.is_empty() {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (b, i) = (mean(&basic_cpu), mean(&interleaved_cpu));
+        println!(
+            "RESULT_XLEAVE_CPU basic_us={b:.2} interleaved_us={i:.2} ratio={:.3} (rate ratio at CPU saturation ~ {:.3})",
+            i / b,
+            b / i
+        );
+    }
+    let total = |v: &[f64]| v.iter().sum::<f64>();
+    let (b, i) = (total(&basic), total(&interleaved));
+    println!(
+        "RESULT_XLEAVE rounds={} basic={:.0} interleaved={:.0} ratio={:.3} cost={:.1}%",
+        basic.len(),
+        b / basic.len().max(1) as f64,
+        i / interleaved.len().max(1) as f64,
+        i / b.max(1.0),
+        (1.0 - i / b.max(1.0)) * 100.0
+    );
+    Ok(())
 }
 
 /// The UDP load generator for the ntp and nts modes.
@@ -225,7 +331,17 @@ fn sweep(
     server: SocketAddr,
     generator: &mut Generator,
     workload: &mut impl Workload,
-) -> Result<(), String> {
+) -> Result<f64, String> {
+    sweep_cpu(args, server, generator, workload).map(|(rate, _)| rate)
+}
+
+/// [`sweep`], and the server's CPU per answer of a fixed-rate run.
+fn sweep_cpu(
+    args: &BenchArgs,
+    server: SocketAddr,
+    generator: &mut Generator,
+    workload: &mut impl Workload,
+) -> Result<(f64, Option<f64>), String> {
     let mode = if args.mode == Mode::Nts { "nts" } else { "ntp" };
     println!(
         "# sundial bench {mode} -> {} from {} source ports; every {}th answer verified",
@@ -246,9 +362,11 @@ fn sweep(
     );
     let mut best: Option<StepReport> = None;
     let mut peak: f64 = 0.0;
+    let mut fixed_cpu = None;
     if let Some(rate) = args.rate {
         let secs = args.duration.clamp(0.1, MAX_SECONDS);
-        let report = measured_step(args, generator, workload, rate, secs)?;
+        let (report, cpu) = measured_step(args, generator, workload, rate, secs)?;
+        fixed_cpu = cpu;
         peak = report.answered_rate();
         if report.loss() < 0.01 {
             best = Some(report);
@@ -257,7 +375,7 @@ fn sweep(
         let mut rate = args.start_rate;
         let secs = args.step_seconds.min(MAX_SECONDS);
         for _ in 0..args.max_steps {
-            let report = measured_step(args, generator, workload, rate, secs)?;
+            let (report, _) = measured_step(args, generator, workload, rate, secs)?;
             peak = peak.max(report.answered_rate());
             let loss = report.loss();
             let generator_limited = report.offered_rate() < 0.75 * rate;
@@ -275,7 +393,7 @@ fn sweep(
             rate *= args.step;
         }
     }
-    match best {
+    match &best {
         Some(b) => println!(
             "RESULT mode={mode} max_lossless_offered={:.0} max_lossless_answered={:.0} peak_answered={peak:.0}",
             b.offered_rate(),
@@ -285,7 +403,7 @@ fn sweep(
             "RESULT mode={mode} max_lossless_offered=0 max_lossless_answered=0 peak_answered={peak:.0}"
         ),
     }
-    Ok(())
+    Ok((best.map_or(0.0, |b| b.answered_rate()), fixed_cpu))
 }
 
 fn measured_step(
@@ -294,7 +412,7 @@ fn measured_step(
     workload: &mut impl Workload,
     rate: f64,
     secs: f64,
-) -> Result<StepReport, String> {
+) -> Result<(StepReport, Option<f64>), String> {
     let before = args.server_pid.and_then(proc::cpu_seconds);
     let mut report = generator.step(workload, rate, secs)?;
     let after = args.server_pid.and_then(proc::cpu_seconds);
@@ -343,5 +461,5 @@ fn measured_step(
             report.verify_failed
         ));
     }
-    Ok(report)
+    Ok((report, cpu_us))
 }

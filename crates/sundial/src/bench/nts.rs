@@ -17,14 +17,13 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use sundial_proto::ntp::packet::NtpHeader;
 use sundial_proto::nts::aead::{AeadAlgorithm, NtsKeys};
 use sundial_proto::nts::client::{UID_LEN, VerifiedResponse, verify_response, write_request};
 use sundial_proto::nts::ke_client::{KeClient, KeClientProgress};
 use sundial_proto::nts::key_export::derive_keys;
 use sundial_proto::reader::Writer;
 
-use super::load::{Workload, request_timestamp, seq_timestamp};
+use super::load::{Workload, request_timestamp};
 
 /// One key exchange's keys and the cookies it brought.
 pub struct Session {
@@ -80,6 +79,7 @@ pub fn gather(ke: SocketAddr, ca: &Path, name: &str, count: usize) -> Result<Nts
         lens: Vec::new(),
         uids: Vec::new(),
         rng: StdRng::from_os_rng(),
+        interleaved: false,
     })
 }
 
@@ -137,6 +137,8 @@ pub struct NtsWorkload {
     lens: Vec<u16>,
     uids: Vec<[u8; UID_LEN]>,
     rng: StdRng,
+    /// Requests ask for interleaved mode (`load::request_header`).
+    pub interleaved: bool,
 }
 
 impl std::fmt::Debug for NtsWorkload {
@@ -181,7 +183,7 @@ impl Workload for NtsWorkload {
             let keys = &self.sessions[*s].keys;
             let mut uid = [0u8; UID_LEN];
             self.rng.fill_bytes(&mut uid);
-            let header = NtpHeader::client_request(0, seq_timestamp(tag, seq));
+            let header = super::load::request_header(tag, seq, self.interleaved);
             let mut w = Writer::new(slot);
             write_request(&mut w, &header, &uid, cookie, 0, keys, &mut self.rng)
                 .map_err(|e| format!("building request {seq}: {e}"))?;

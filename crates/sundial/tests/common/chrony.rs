@@ -177,7 +177,7 @@ impl AuthData {
 }
 
 /// The lines of `chronyc ntpdata` this test reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NtpData {
     pub remote_port: u16,
     /// The server's reference id, as chronyc prints it in hex.
@@ -187,6 +187,11 @@ pub struct NtpData {
     pub total_tx: u64,
     pub total_rx: u64,
     pub total_valid_rx: u64,
+    /// "Interleaved": the last valid answer was in interleaved mode.
+    pub interleaved: bool,
+    /// "Offset" and "Peer delay" of the last sample, seconds.
+    pub offset: f64,
+    pub delay: f64,
 }
 
 impl NtpData {
@@ -207,8 +212,16 @@ impl NtpData {
             total_tx: field("Total TX")?.parse().ok()?,
             total_rx: field("Total RX")?.parse().ok()?,
             total_valid_rx: field("Total valid RX")?.parse().ok()?,
+            interleaved: field("Interleaved").is_some_and(|v| v == "Yes"),
+            offset: seconds(&field("Offset")?)?,
+            delay: seconds(&field("Peer delay")?)?,
         })
     }
+}
+
+/// "+0.000012345 seconds" as a number.
+fn seconds(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// A row of `chronyc -c sources`: mode, state, name, stratum, poll, reach

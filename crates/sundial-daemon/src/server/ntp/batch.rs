@@ -50,7 +50,10 @@ impl std::fmt::Debug for RxBatch {
 }
 
 fn headers() -> MultiHeaders<SockaddrStorage> {
-    MultiHeaders::preallocate(BATCH, Some(cmsg_space!(TimeSpec)))
+    // Room for SO_TIMESTAMPING's three timespecs too: with transmit
+    // timestamp reporting on (txstamp.rs) the kernel adds them to
+    // received datagrams beside SO_TIMESTAMPNS's one.
+    MultiHeaders::preallocate(BATCH, Some(cmsg_space!(TimeSpec, [TimeSpec; 3])))
 }
 
 fn timespec_to_ntp(ts: &TimeSpec) -> NtpTimestamp {
@@ -180,6 +183,28 @@ impl TxBatch {
         self.len >= BATCH
     }
 
+    /// Answers queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `len` bytes of the last queued answer, to copy elsewhere.
+    pub fn last(&self) -> &[u8] {
+        let Some(i) = self.len.checked_sub(1) else {
+            return &[];
+        };
+        let len = self.lens.get(i).copied().unwrap_or(0);
+        self.bufs
+            .get(i)
+            .and_then(|b| b.get(..len))
+            .unwrap_or_default()
+    }
+
+    /// Takes back the last queued answer (it goes in another batch).
+    pub fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
     /// The buffer for the next answer (callers flush when full).
     pub fn next_buf(&mut self) -> &mut [u8] {
         match self.bufs.get_mut(self.len) {
@@ -201,6 +226,13 @@ impl TxBatch {
     /// not take now (full send buffer) is dropped, as a late answer would
     /// carry a stale transmit timestamp anyway.
     pub fn flush(&mut self, fd: RawFd) -> Sent {
+        self.flush_counted(fd).0
+    }
+
+    /// [`Self::flush`], and how many answers from the first went out
+    /// before the first that failed.
+    pub fn flush_counted(&mut self, fd: RawFd) -> (Sent, usize) {
+        let mut prefix = None;
         let mut outcome = Sent::default();
         let n = self.len;
         self.len = 0;
@@ -223,6 +255,7 @@ impl TxBatch {
                 Ok(results) => {
                     let k = results.count();
                     if k == 0 {
+                        prefix.get_or_insert(done);
                         outcome.failed += (n - done) as u64;
                         break;
                     }
@@ -231,6 +264,7 @@ impl TxBatch {
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                    prefix.get_or_insert(done);
                     outcome.failed += (n - done) as u64;
                     break;
                 }
@@ -245,12 +279,13 @@ impl TxBatch {
                         .as_ref()
                         .and_then(to_socket_addr);
                     tracing::debug!(?peer, error = %e, "NTP send error");
+                    prefix.get_or_insert(done);
                     outcome.failed += 1;
                     done += 1;
                 }
             }
         }
-        outcome
+        (outcome, prefix.unwrap_or(n))
     }
 }
 

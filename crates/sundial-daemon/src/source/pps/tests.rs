@@ -80,6 +80,7 @@ fn start(script: Vec<Reading>, period: f64) -> Running {
         cancel: cancel.clone(),
         stats: Arc::clone(&stats),
         reach: Reach::default(),
+        interleaved: false,
     };
     let target = Target {
         period,
