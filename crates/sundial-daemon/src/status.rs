@@ -68,6 +68,10 @@ pub struct Status {
     pub nts_ke_servers: Vec<KeServerSnapshot>,
     /// The cookie keys, when this process has any.
     pub keyset: Option<KeysetSnapshot>,
+    /// User, capabilities, no-new-privs, Landlock and seccomp, once the
+    /// daemon has dropped privileges (docs/security.md).
+    #[serde(default)]
+    pub sandbox: Option<crate::sandbox::SandboxStatus>,
 }
 
 /// Our own time, as the NTP server announces it.
@@ -561,6 +565,8 @@ pub struct Handles {
     /// Our time when there are no sources.
     pub local: Option<LocalClock>,
     pub keyset: Option<KeysetHandle>,
+    /// Set once the sandbox is entered.
+    pub sandbox: crate::sandbox::SharedStatus,
 }
 
 impl Handles {
@@ -604,6 +610,7 @@ impl Handles {
                 })
                 .collect(),
             keyset: self.keyset.as_ref().and_then(keyset_snapshot),
+            sandbox: self.sandbox.get().cloned(),
         }
     }
 }

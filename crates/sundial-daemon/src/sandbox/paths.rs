@@ -1,0 +1,103 @@
+//! Which files the daemon still needs once it is sandboxed, from the
+//! configuration: the one list Landlock is built from. A new code path that
+//! opens files after start adds its paths here.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, SourceConfig};
+
+/// What the daemon may open after start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Paths {
+    /// Read only, the path and (for directories) everything beneath it.
+    pub read: Vec<PathBuf>,
+    /// Read and write (create, rename, remove) beneath these.
+    pub write: Vec<PathBuf>,
+}
+
+/// Read by the C library and rustls at run time: name resolution for NTS
+/// sources (getaddrinfo and the NSS modules it loads) and the system's
+/// trust anchors for their key exchanges. Absent ones are skipped.
+const SYSTEM_READ: &[&str] = &[
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/ssl",
+    "/etc/pki",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/usr/lib/ssl",
+    // NSS modules (libnss_*.so) are loaded on first use.
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    // systemd-resolved's resolv.conf, where /etc/resolv.conf points there.
+    "/run/systemd/resolve",
+    // /proc/self/status, for `sundial status` (the sandbox itself).
+    "/proc/self",
+];
+
+/// A file's directory (for reloads that replace the file) and, when the
+/// path is a symlink, its target's directory as it is at start.
+fn file_and_dirs(path: &Path, out: &mut Vec<PathBuf>) {
+    out.push(path.to_owned());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        out.push(dir.to_owned());
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        if let Some(dir) = real.parent() {
+            out.push(dir.to_owned());
+        }
+        out.push(real);
+    }
+}
+
+impl Paths {
+    /// The paths `config` needs after start.
+    #[must_use]
+    pub fn for_config(config: &Config) -> Self {
+        let mut paths = Self::default();
+        paths.read.extend(SYSTEM_READ.iter().map(PathBuf::from));
+        for ke in &config.nts_ke_servers {
+            file_and_dirs(&ke.certificate_chain_path, &mut paths.read);
+            file_and_dirs(&ke.private_key_path, &mut paths.read);
+        }
+        for source in &config.sources {
+            match source {
+                SourceConfig::Nts(s) => {
+                    if let Some(ca) = &s.certificate_authority {
+                        file_and_dirs(ca, &mut paths.read);
+                    }
+                }
+                SourceConfig::NtsPool(s) => {
+                    if let Some(ca) = &s.certificate_authority {
+                        file_and_dirs(ca, &mut paths.read);
+                    }
+                }
+                // Reference clocks: the SOCK source's socket (its
+                // directory, where it is re-created) and the PPS device.
+                SourceConfig::Sock(s) => file_and_dirs(&s.path, &mut paths.write),
+                SourceConfig::Pps(s) => file_and_dirs(&s.path, &mut paths.read),
+                SourceConfig::Server(_) | SourceConfig::Pool(_) => {}
+            }
+        }
+        // The key file is replaced by rename: its directory is writable.
+        if let Some(keys) = &config.keyset.key_storage_path {
+            file_and_dirs(keys, &mut paths.write);
+        }
+        // The observation socket is removed at exit.
+        if let Some(socket) = &config.observability.observation_path {
+            file_and_dirs(socket, &mut paths.write);
+        }
+        if let Some(log) = &config.observability.log_path {
+            paths.write.push(log.clone());
+        }
+        paths
+    }
+}
