@@ -44,7 +44,7 @@ pub use locate::KeyPath;
 pub use nts_ke::NtsKeServerConfig;
 pub use observability::{LogLevel, ObservabilityConfig};
 pub use poll::{PartialPollIntervalLimits, PollIntervalLimits, PollOverrides, SourceDefaults};
-pub use security::{DEFAULT_USER, SecurityConfig};
+pub use security::{DEFAULT_USER, SeccompMode, SecurityConfig};
 pub use server::{FilterAction, FilterList, RateLimitAction, RequireNts, ServerConfig};
 pub use source::{
     NTP_PORT, NTS_KE_PORT, NtpVersion, NtsPoolSource, NtsSource, PoolSource, PpsSource,

@@ -4,9 +4,11 @@
 //! `sundial status` says so. After the drop it still serves NTS-KE and NTS
 //! (`sundial query`), stores and rotates its keys, and reloads certificates
 //! from where they were; with Landlock, a certificate moved to a directory
-//! the configuration never named cannot be read.
+//! the configuration never named cannot be read. All of it under the
+//! system-call filter, and a call outside the filter's list ends the
+//! process.
 //!
-//! Needs root (CI and the development machines run tests as root); skips
+//! The first test needs root (CI and the development machines run tests as root); skips
 //! with a message otherwise.
 
 mod common;
@@ -151,6 +153,8 @@ fn started_as_root_it_ends_up_unprivileged_sandboxed_and_still_works() {
     assert_eq!(sandbox.uid, NOBODY);
     assert!(sandbox.capabilities.is_empty(), "{sandbox:?}");
     assert!(sandbox.no_new_privs);
+    // Everything below runs under the system-call filter, in kill mode.
+    assert_eq!(sandbox.seccomp, "filter (kill)", "{sandbox:?}");
     let landlock = sandbox.landlock.starts_with("enforced");
     if !landlock {
         eprintln!(
@@ -245,4 +249,49 @@ fn started_as_root_it_ends_up_unprivileged_sandboxed_and_still_works() {
     let exit = daemon.terminate(Duration::from_secs(20));
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
     assert!(!socket.exists(), "the observation socket was left behind");
+}
+
+#[test]
+fn a_system_call_outside_the_allow_list_ends_the_process() {
+    use std::os::unix::process::ExitStatusExt;
+    if !fs::read_to_string("/proc/self/status").is_ok_and(|t| t.contains("\nSeccomp:")) {
+        eprintln!("SKIPPED: this kernel has no seccomp");
+        return;
+    }
+    let dir = TempDir::new("seccomp");
+    let config = dir.write(
+        "sundial.toml",
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{}\"\n[synchronization]\nlocal-stratum = 1\n\
+             [security]\nlandlock = false\n",
+            free_udp_port()
+        ),
+    );
+    let log = dir.join("sundial.log");
+    // The test-only trigger: once sandboxed, the daemon calls execve.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["run", "--observe", "-c"])
+        .arg(&config)
+        .env("SUNDIAL_TEST_FORBIDDEN_SYSCALL", "execve")
+        .env("RUST_LOG", "info")
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let exit = poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        child.try_wait().ok().flatten()
+    });
+    let Some(exit) = exit else {
+        let _ = child.kill();
+        panic!(
+            "still running after execve: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    assert_eq!(
+        exit.signal(),
+        Some(nix::sys::signal::Signal::SIGSYS as i32),
+        "{exit:?}: {}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(log_has(&log, "trying execve", 1));
 }

@@ -19,6 +19,35 @@ pub struct SecurityConfig {
     /// Confine file access with Landlock where the kernel has it.
     #[serde(default = "default_true")]
     pub landlock: bool,
+    /// The system-call allow-list: what a call outside it does.
+    #[serde(default)]
+    pub seccomp: SeccompMode,
+}
+
+/// `[security] seccomp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeccompMode {
+    /// A call outside the list kills the process (SECCOMP_RET_KILL_PROCESS).
+    #[default]
+    Kill,
+    /// The kernel logs a call outside the list and lets it through
+    /// (SECCOMP_RET_LOG): for finding what a new code path needs.
+    Log,
+    /// No filter.
+    Off,
+}
+
+impl SeccompMode {
+    /// The config value, for logs and status.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Log => "log",
+            Self::Off => "off",
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -30,6 +59,7 @@ impl Default for SecurityConfig {
         Self {
             user: None,
             landlock: true,
+            seccomp: SeccompMode::default(),
         }
     }
 }

@@ -7,7 +7,10 @@
 mod landlock;
 mod paths;
 mod report;
+mod seccomp;
 mod threads;
+
+pub use seccomp::ALLOWED as SECCOMP_ALLOWED;
 
 use std::sync::{Arc, OnceLock};
 
@@ -31,6 +34,8 @@ pub enum SandboxError {
     Lookup(String, nix::Error),
     #[error("cannot build the Landlock ruleset: {0}")]
     Landlock(#[from] ::landlock::RulesetError),
+    #[error("cannot build the system-call filter: {0}")]
+    Seccomp(#[from] seccompiler::BackendError),
     #[error("cannot drop privileges: {0}")]
     Drop(std::io::Error),
 }
@@ -99,6 +104,7 @@ pub fn enter(config: &Config, steers: bool) -> Result<SandboxStatus, SandboxErro
         }
         None => (-1, "off".to_owned()),
     };
+    let filter = seccomp::program(config.security.seccomp)?;
     let switch_to = user.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw()));
     let name = match &user {
         Some(u) => u.name.clone(),
@@ -112,6 +118,26 @@ pub fn enter(config: &Config, steers: bool) -> Result<SandboxStatus, SandboxErro
     })
     .map_err(SandboxError::Drop)?;
     drop(prepared);
+    // After no-new-privs is set on every thread, which TSYNC needs.
+    let mode = config.security.seccomp;
+    let seccomp_state = match &filter {
+        Some(program) => match seccomp::apply(program) {
+            Ok(()) => mode.name().to_owned(),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot install the system-call filter ({e}): system calls are not filtered (the other layers still hold)"
+                );
+                format!("unavailable ({e})")
+            }
+        },
+        None if mode == crate::config::SeccompMode::Off => "off".to_owned(),
+        None => {
+            tracing::warn!(
+                "no system-call table for this architecture: system calls are not filtered"
+            );
+            "unsupported architecture".to_owned()
+        }
+    };
     let after = ProcStatus::read_self().map_err(SandboxError::Drop)?;
     let status = SandboxStatus {
         user: name,
@@ -119,7 +145,7 @@ pub fn enter(config: &Config, steers: bool) -> Result<SandboxStatus, SandboxErro
         capabilities: capability_names(after.cap_effective),
         no_new_privs: after.no_new_privs,
         landlock: landlock_state,
-        seccomp: after.seccomp_name().to_owned(),
+        seccomp: format!("{} ({seccomp_state})", after.seccomp_name()),
     };
     tracing::info!(
         user = %status.user,
@@ -127,10 +153,26 @@ pub fn enter(config: &Config, steers: bool) -> Result<SandboxStatus, SandboxErro
         capabilities = ?status.capabilities,
         no_new_privs = status.no_new_privs,
         landlock = %status.landlock,
+        seccomp = %status.seccomp,
         "privileges dropped"
     );
     check_still_readable(config);
+    forbidden_call_for_tests();
     Ok(status)
+}
+
+/// Test only (docs/security.md): with `SUNDIAL_TEST_FORBIDDEN_SYSCALL=execve`
+/// in its environment the daemon tries to execute /bin/true once
+/// sandboxed, so a test can show the filter ends the process. Without the
+/// filter the daemon would become /bin/true and exit: nothing it could not
+/// do anyway.
+fn forbidden_call_for_tests() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("SUNDIAL_TEST_FORBIDDEN_SYSCALL").is_some_and(|v| v == "execve") {
+        tracing::warn!("SUNDIAL_TEST_FORBIDDEN_SYSCALL=execve: trying execve, as a test asked");
+        let error = std::process::Command::new("/bin/true").exec();
+        tracing::warn!("execve failed: {error}");
+    }
 }
 
 /// The key file is first stored after the drop, into a directory that
