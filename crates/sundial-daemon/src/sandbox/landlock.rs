@@ -51,11 +51,15 @@ fn kernel_abi() -> i32 {
 
 /// Builds the ruleset for `paths`. Paths that do not exist are skipped.
 pub fn prepare(paths: &Paths) -> Result<Prepared, landlock::RulesetError> {
-    let read = AccessFs::from_read(ABI_WANTED);
-    let all = AccessFs::from_all(ABI_WANTED);
+    // Every right is handled (so execute is denied everywhere); reading
+    // and writing are granted, never executing: NSS modules are mapped,
+    // not executed.
+    let handled = AccessFs::from_all(ABI_WANTED);
+    let read = AccessFs::from_read(ABI_WANTED) & !AccessFs::Execute;
+    let all = handled & !AccessFs::Execute;
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)?
+        .handle_access(handled)?
         .create()?;
     for (list, access) in [(&paths.read, read), (&paths.write, all)] {
         for path in list {

@@ -10,7 +10,8 @@ use crate::config::{Config, SourceConfig};
 /// What the daemon may open after start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Paths {
-    /// Read only, the path and (for directories) everything beneath it.
+    /// Read only (no execute), the path and (for directories) everything
+    /// beneath it.
     pub read: Vec<PathBuf>,
     /// Read and write (create, rename, remove) beneath these.
     pub write: Vec<PathBuf>,
@@ -83,7 +84,9 @@ impl Paths {
                 // Reference clocks: the SOCK source's socket (its
                 // directory, where it is re-created) and the PPS device.
                 SourceConfig::Sock(s) => file_and_dirs(&s.path, &mut paths.write),
-                SourceConfig::Pps(s) => file_and_dirs(&s.path, &mut paths.read),
+                // The device itself only (its directory is /dev), in the
+                // write list for the ioctl right PPS_FETCH needs.
+                SourceConfig::Pps(s) => paths.write.push(s.path.clone()),
                 SourceConfig::Server(_) | SourceConfig::Pool(_) => {}
             }
         }
