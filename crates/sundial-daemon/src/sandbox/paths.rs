@@ -104,3 +104,57 @@ impl Paths {
         paths
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::Paths;
+    use crate::config;
+
+    #[test]
+    fn the_config_names_what_stays_reachable() {
+        let text = r#"
+            [[source]]
+            mode = "nts"
+            address = "time.example"
+            certificate-authority = "/etc/sundial/ca/ca.pem"
+            [[source]]
+            mode = "pps"
+            path = "/dev/pps0"
+            precision = 0.000001
+            [[nts-ke-server]]
+            listen = "127.0.0.1:4460"
+            certificate-chain-path = "/etc/sundial/tls/chain.pem"
+            private-key-path = "/etc/sundial/tls/key.pem"
+            [keyset]
+            key-storage-path = "/var/lib/sundial/ntskeys"
+            [observability]
+            observation-path = "/run/sundial/observe"
+            log-path = "/var/log/sundial/sundial.log"
+        "#;
+        let config = config::parse(text, Path::new("t.toml")).expect("a valid config");
+        let paths = Paths::for_config(&config);
+        let has = |list: &[PathBuf], p: &str| list.iter().any(|x| x == Path::new(p));
+        for read in ["/etc/sundial/tls", "/etc/sundial/ca", "/etc/resolv.conf"] {
+            assert!(has(&paths.read, read), "{read} not readable");
+        }
+        for write in [
+            "/var/lib/sundial",
+            "/run/sundial",
+            "/var/log/sundial/sundial.log",
+            "/dev/pps0",
+        ] {
+            assert!(has(&paths.write, write), "{write} not writable");
+        }
+        // Never a whole system directory to write, nor /dev to read.
+        for (list, p) in [
+            (&paths.write, "/etc"),
+            (&paths.read, "/dev"),
+            (&paths.write, "/dev"),
+        ] {
+            assert!(!has(list, p), "{p}");
+        }
+        assert!(!has(&paths.read, "/etc/sundial"));
+    }
+}
