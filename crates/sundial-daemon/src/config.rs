@@ -11,6 +11,7 @@
 //!    keys, ranges, duplicate listeners, nothing configured).
 #![forbid(unsafe_code)]
 
+mod acme;
 mod address;
 mod algorithm;
 mod cidr;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use acme::{AcmeConfig, ChallengeType};
 pub use address::HostPort;
 pub use algorithm::AlgorithmConfig;
 pub use cidr::Cidr;
@@ -258,6 +260,18 @@ impl Config {
                 "sundial always takes kernel receive timestamps and reads the transmit time just before sending; this setting is ignored".to_owned(),
             );
         }
+        for (index, ke) in self.nts_ke_servers.iter().enumerate() {
+            if ke
+                .acme
+                .as_ref()
+                .is_some_and(|a| a.directory_url() == acme::LETS_ENCRYPT_STAGING)
+            {
+                warn(
+                    format!("nts-ke-server[{index}].acme.directory"),
+                    "Let's Encrypt staging: no client trusts its certificates; remove the line for production once issuance works".to_owned(),
+                );
+            }
+        }
         if !self.nts_ke_servers.is_empty() && self.keyset.key_storage_path.is_none() {
             warn(
                 "keyset.key-storage-path".to_owned(),
@@ -359,6 +373,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         raw.nts_ke_server.iter().map(|s| s.listen),
         &mut problems,
     );
+    check_acme_unique(&raw.nts_ke_server, &mut problems);
     for (index, ke) in raw.nts_ke_server.iter().enumerate() {
         if ke.ntp_port.is_none() {
             if let Err(ports) = implicit_ntp_port(&raw.server) {
@@ -426,6 +441,32 @@ pub fn implicit_ntp_port(servers: &[ServerConfig]) -> Result<Option<u16>, String
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(", ")),
+    }
+}
+
+/// Two ACME servers cannot share a challenge port (one listener answers
+/// one server's tokens) or a state directory (each owns its files).
+fn check_acme_unique(servers: &[NtsKeServerConfig], problems: &mut Vec<Problem>) {
+    let mut ports: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut dirs: HashMap<&Path, usize> = HashMap::new();
+    for (index, ke) in servers.iter().enumerate() {
+        let Some(acme) = &ke.acme else { continue };
+        let at = KeyPath::root()
+            .key("nts-ke-server")
+            .index(index)
+            .key("acme");
+        if let Some(first) = ports.insert(acme.challenge_addr(), index) {
+            problems.push(Problem::new(
+                at.key("challenge-listen"),
+                format!("nts-ke-server[{first}] already answers ACME challenges there"),
+            ));
+        }
+        if let Some(first) = dirs.insert(&acme.state_directory, index) {
+            problems.push(Problem::new(
+                at.key("state-directory"),
+                format!("nts-ke-server[{first}] already keeps its ACME state there"),
+            ));
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The tokio shell: sockets, TLS, files and the system clock around the sans-IO core.
 
+pub mod acme;
+pub mod build_info;
 pub mod clock;
 pub mod config;
 pub mod discipline;

@@ -523,6 +523,25 @@ fn encode_nts_ke_servers(registry: &mut Registry, servers: &[KeServerSnapshot]) 
         |s| s.listen,
         |s| s.accept_errors,
     );
+    let renewals = CounterFamily::<OutcomeLabels>::default();
+    for s in servers {
+        let Some(acme) = &s.acme else { continue };
+        for (outcome, n) in [
+            ("success", acme.renewals_succeeded),
+            ("failure", acme.renewals_failed),
+        ] {
+            let key = OutcomeLabels {
+                listen_address: label(s),
+                outcome,
+            };
+            renewals.get_or_create(&key).inc_by(n);
+        }
+    }
+    registry.register(
+        "sundial_acme_orders",
+        "ACME certificate orders (first issuance and renewals) by outcome: success, failure",
+        renewals,
+    );
     registry.register_with_unit(
         "sundial_nts_ke_certificate_expiry",
         "Time until the served certificate expires (negative once expired)",

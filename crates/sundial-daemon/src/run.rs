@@ -17,19 +17,23 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::challenge::{self, ChallengeListener, Challenges};
+use crate::acme::manager::{AcmeShared, Manager};
+use crate::acme::store::Store;
 use crate::clock::Clock;
 use crate::clock::jump::{self, LedgerClock, StepLedger};
 use crate::clock::linux::LinuxClock;
 use crate::clock::observe::ObserveClock;
-use crate::config::{self, Config, NtsKeServerConfig, SourceConfig};
+use crate::config::{self, AcmeConfig, Config, NtsKeServerConfig, SourceConfig};
 use crate::discipline::{self, Discipline, Panicked, SharedState};
-use crate::keystore::{KeyStore, KeyStoreError};
+use crate::keystore::{KeyStore, KeyStoreError, SharedKeySet};
 use crate::metrics::{self, MetricsStartError};
 use crate::sandbox::{self, SandboxError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
 use crate::server::nts_ke::{self, Announce, KeStartError, NtpTarget};
 use crate::source;
 use crate::status::{self, KeyRole, StatusStartError};
+use crate::tls::ReloadableCert;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,15 @@ pub enum RunError {
     },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error("[[nts-ke-server]] {0}: {1}")]
+    AcmeState(SocketAddr, crate::acme::store::StoreError),
+    #[error("[[nts-ke-server]] {listen}: cannot listen for ACME challenges on {addr}: {source}")]
+    AcmeChallenge {
+        listen: SocketAddr,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     /// A step beyond a panic threshold was refused: the daemon stops and
@@ -228,14 +241,23 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         ntp_listeners.push(ntp::bind(server, v6_only(&config, server.listen))?);
     }
     let mut ke_listeners = Vec::new();
+    let mut acme_servers = Vec::new();
     for ke in &config.nts_ke_servers {
-        ke_listeners.push(nts_ke::bind(ke, announce(&config, ke)?).await?);
+        match &ke.acme {
+            None => ke_listeners.push(nts_ke::bind(ke, announce(&config, ke)?).await?),
+            Some(acme) => {
+                acme_servers.push(prepare_acme(ke, acme, announce(&config, ke)?).await?);
+            }
+        }
     }
     // ntp_listeners is built from config.servers, in order.
     observed.ntp_servers = (config.servers.iter().zip(&ntp_listeners))
         .map(|(server, listener)| (server.listen, listener.stats()))
         .collect();
     observed.nts_ke_servers = ke_listeners.iter().map(status::KeHandle::of).collect();
+    observed
+        .nts_ke_servers
+        .extend(acme_servers.iter().map(AcmeServer::handle));
     observed.keyset = keys.as_ref().map(|store| status::KeysetHandle {
         keys: store.shared(),
         path: store.path().map(std::path::Path::to_owned),
@@ -275,6 +297,9 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         Some(store) if owner => {
             for listener in ke_listeners {
                 tasks.spawn(listener.run(store.shared(), cancel.clone()));
+            }
+            for server in acme_servers {
+                server.spawn(&mut tasks, store.shared(), &cancel);
             }
             tasks.spawn(store.clone().run_rotation(cancel.clone()));
         }
@@ -336,4 +361,98 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         let _ = handle.await;
     }
     outcome
+}
+
+/// A KE server whose certificate comes from ACME, everything bound.
+struct AcmeServer {
+    pending: nts_ke::PendingKe,
+    challenge: ChallengeListener,
+    manager: Manager,
+}
+
+impl AcmeServer {
+    fn handle(&self) -> status::KeHandle {
+        let (listen, stats, certificate) = self.pending.handle();
+        status::KeHandle {
+            listen,
+            stats,
+            certificate,
+            acme: Some(Arc::clone(&self.manager.shared)),
+        }
+    }
+
+    /// The challenge listener and the life cycle start now; the KE
+    /// listener once a certificate is in place.
+    fn spawn(self, tasks: &mut JoinSet<()>, keys: SharedKeySet, cancel: &CancellationToken) {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tasks.spawn(self.challenge.run(cancel.clone()));
+        tasks.spawn(self.manager.run(ready_tx, cancel.clone()));
+        let pending = self.pending;
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                ready = ready_rx => {
+                    if ready.is_err() {
+                        return;
+                    }
+                    match pending.listen() {
+                        Ok(listener) => listener.run(keys, cancel).await,
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Opens the state directory, binds the challenge listener and reserves
+/// the KE address, all before the daemon reports ready (and before any
+/// privilege drop). A stored certificate that is still good is served at
+/// once; otherwise the KE listener waits for the first one.
+async fn prepare_acme(
+    ke: &NtsKeServerConfig,
+    acme: &AcmeConfig,
+    announce: Announce,
+) -> Result<AcmeServer, RunError> {
+    let listen = ke.listen;
+    let store = Store::open(acme).map_err(|e| RunError::AcmeState(listen, e))?;
+    let cert = Arc::new(ReloadableCert::empty());
+    let challenges = Arc::new(Challenges::default());
+    let addr = acme.challenge_addr();
+    let challenge = challenge::bind(addr, acme.challenge, Arc::clone(&challenges))
+        .await
+        .map_err(|source| RunError::AcmeChallenge {
+            listen,
+            addr,
+            source,
+        })?;
+    let pending = nts_ke::reserve(ke, announce, Arc::clone(&cert))?;
+    let (policy, renew_after) = Manager::policy_from_env();
+    let manager = Manager {
+        config: acme.clone(),
+        store,
+        cert,
+        challenges,
+        shared: Arc::new(AcmeShared::new(acme)),
+        policy,
+        renew_after,
+    };
+    match manager.load_stored() {
+        Ok(leaf) => tracing::info!(
+            %listen,
+            subject = %leaf.subject,
+            "serving the stored ACME certificate; no new order until it is due"
+        ),
+        Err(why) => tracing::warn!(
+            %listen,
+            directory = manager.shared.directory,
+            "NTS-KE server not started yet: {why}; obtaining a certificate over ACME first"
+        ),
+    }
+    Ok(AcmeServer {
+        pending,
+        challenge,
+        manager,
+    })
 }

@@ -28,6 +28,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::manager::{AcmeShared, AcmeSnapshot};
 use crate::discipline::Observed;
 use crate::keystore::SharedKeySet;
 use crate::server::ntp::NtpStats;
@@ -41,6 +42,12 @@ use crate::tls::{CertificateInfo, ReloadableCert};
 pub struct Status {
     /// The daemon's version.
     pub version: String,
+    /// The git commit the daemon was built from ("unknown" when built
+    /// outside a checkout); empty from a daemon that predates the field.
+    /// With `version`, how `sundial status` tells that the running daemon
+    /// is not the binary an upgrade installed.
+    #[serde(default)]
+    pub commit: String,
     pub uptime_seconds: f64,
     /// `--observe` or `[clock] observe-only`: the clock is never changed.
     pub observe_only: bool,
@@ -327,6 +334,10 @@ pub struct KeServerSnapshot {
     /// Seconds from the snapshot to the served leaf certificate's
     /// notAfter; negative once it has expired. `None` if it cannot be read.
     pub certificate_expiry_seconds: Option<i64>,
+    /// The certificate's ACME life cycle, when it comes from ACME. With no
+    /// certificate yet, the listener is not started.
+    #[serde(default)]
+    pub acme: Option<AcmeSnapshot>,
 }
 
 impl KeServerSnapshot {
@@ -351,6 +362,7 @@ impl KeServerSnapshot {
             accept_errors: get(&stats.accept_errors),
             certificate_subject: leaf.map(|l| l.subject.clone()),
             certificate_expiry_seconds: leaf.map(|l| seconds_between(now, l.not_after)),
+            acme: None,
         }
     }
 }
@@ -506,6 +518,8 @@ pub struct KeHandle {
     pub listen: SocketAddr,
     pub stats: Arc<KeStats>,
     pub certificate: Arc<ReloadableCert>,
+    /// Set when the certificate comes from ACME.
+    pub acme: Option<Arc<AcmeShared>>,
 }
 
 impl KeHandle {
@@ -516,6 +530,7 @@ impl KeHandle {
             listen: listener.local_addr(),
             stats: listener.stats(),
             certificate: listener.certificate_handle(),
+            acme: None,
         }
     }
 }
@@ -582,6 +597,7 @@ impl Handles {
         let error = observed.as_ref().and_then(clock_error);
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: crate::build_info::COMMIT.to_owned(),
             uptime_seconds: self.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             observe_only: self.observe_only,
             system,
@@ -606,7 +622,10 @@ impl Handles {
                 .iter()
                 .map(|ke| {
                     let leaf = ke.certificate.leaf();
-                    KeServerSnapshot::read(ke.listen, &ke.stats, leaf.as_ref(), now)
+                    let mut snapshot =
+                        KeServerSnapshot::read(ke.listen, &ke.stats, leaf.as_ref(), now);
+                    snapshot.acme = ke.acme.as_ref().map(|a| a.snapshot());
+                    snapshot
                 })
                 .collect(),
             keyset: self.keyset.as_ref().and_then(keyset_snapshot),

@@ -159,8 +159,18 @@ pub fn load_server_config(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>,
 pub fn load_server_tls(chain: &Path, key: &Path, now: SystemTime) -> Result<ServerTls, TlsError> {
     let (certified, leaf) = load_certified_key(chain, key, now)?;
     let cert = Arc::new(ReloadableCert {
-        current: RwLock::new((Arc::new(certified), leaf.clone())),
+        current: RwLock::new(Some((Arc::new(certified), leaf.clone()))),
     });
+    Ok(ServerTls {
+        config: server_config(Arc::clone(&cert))?,
+        leaf,
+        cert,
+    })
+}
+
+/// The TLS 1.3-only configuration with ALPN `ntske/1` that presents
+/// whatever `cert` holds at each handshake.
+pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     // RFC 8915 4: NTS-KE is TLS 1.3 only.
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -173,11 +183,7 @@ pub fn load_server_tls(chain: &Path, key: &Path, now: SystemTime) -> Result<Serv
     // long while, so resumption saves little; tickets would cost bytes on
     // every exchange and session state on the server.
     config.send_tls13_tickets = 0;
-    Ok(ServerTls {
-        config: Arc::new(config),
-        leaf,
-        cert,
-    })
+    Ok(Arc::new(config))
 }
 
 /// Reads and checks one certificate/key pair: the chain parses, the leaf is
@@ -232,15 +238,25 @@ pub fn load_certified_key(
 /// The certificate the KE server presents, swappable while it serves: each
 /// new handshake takes whatever pair is current, handshakes in flight keep
 /// the one they started with.
+/// Empty until a first pair is loaded (an ACME server waiting for its
+/// first certificate): handshakes then fail.
 #[derive(Debug)]
 pub struct ReloadableCert {
-    current: RwLock<(Arc<CertifiedKey>, CertificateInfo)>,
+    current: RwLock<Option<(Arc<CertifiedKey>, CertificateInfo)>>,
 }
 
 impl ReloadableCert {
+    /// Holds no certificate until the first [`reload`](Self::reload).
+    #[must_use]
+    pub fn empty() -> Self {
+        Self {
+            current: RwLock::new(None),
+        }
+    }
+
     /// What the pair now served says about its leaf.
     pub fn leaf(&self) -> Option<CertificateInfo> {
-        self.current.read().ok().map(|c| c.1.clone())
+        self.current.read().ok()?.as_ref().map(|c| c.1.clone())
     }
 
     /// Loads the pair again and, if it is good, serves it from the next
@@ -253,7 +269,7 @@ impl ReloadableCert {
     ) -> Result<CertificateInfo, TlsError> {
         let (certified, leaf) = load_certified_key(chain, key, now)?;
         if let Ok(mut current) = self.current.write() {
-            *current = (Arc::new(certified), leaf.clone());
+            *current = Some((Arc::new(certified), leaf.clone()));
         }
         Ok(leaf)
     }
@@ -261,7 +277,7 @@ impl ReloadableCert {
 
 impl ResolvesServerCert for ReloadableCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|c| Arc::clone(&c.0))
+        self.current.read().ok()?.as_ref().map(|c| Arc::clone(&c.0))
     }
 }
 

@@ -441,3 +441,87 @@ fn inherited_poll_limits_are_checked_as_they_combine() {
         "{text}"
     );
 }
+
+#[test]
+fn acme_settings_are_checked_and_named() {
+    let ke = "[[nts-ke-server]]\nlisten = \"[::]:4460\"\n";
+    let acme = |body: &str| format!("{ke}[nts-ke-server.acme]\n{body}");
+    assert_error(
+        &acme("domains = []\n"),
+        "nts-ke-server[0].acme.domains",
+        4,
+        1,
+        "at least one domain",
+    );
+    assert_error(
+        &acme("domains = [\"*.example.com\"]\n"),
+        "nts-ke-server[0].acme.domains[0]",
+        4,
+        12,
+        "DNS-01",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\ncontact = \"nobody\"\n"),
+        "nts-ke-server[0].acme.contact",
+        5,
+        1,
+        "e-mail",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\ndirectory = \"http://ca.example/dir\"\n"),
+        "nts-ke-server[0].acme.directory",
+        5,
+        1,
+        "https://",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\nca-certificate = \"/nonexistent/ca.pem\"\n"),
+        "nts-ke-server[0].acme.ca-certificate",
+        5,
+        1,
+        "/nonexistent/ca.pem",
+    );
+    assert_error(
+        &acme("domains = [\"a.example\"]\nchallenge = \"dns-01\"\n"),
+        "nts-ke-server[0].acme.challenge",
+        5,
+        13,
+        "http-01",
+    );
+    assert_error(
+        &format!(
+            "{ke}certificate-chain-path = \"/c.pem\"\nacme = {{ domains = [\"a.example\"] }}\n"
+        ),
+        "nts-ke-server[0].certificate-chain-path",
+        3,
+        1,
+        "not both",
+    );
+    let two = format!(
+        "{ke}acme = {{ domains = [\"a.example\"] }}\n\
+         [[nts-ke-server]]\nlisten = \"[::]:4461\"\n\
+         acme = {{ domains = [\"b.example\"], state-directory = \"/other\" }}\n"
+    );
+    assert_error(
+        &two,
+        "nts-ke-server[1].acme.challenge-listen",
+        6,
+        1,
+        "already answers ACME challenges",
+    );
+}
+
+#[test]
+fn acme_staging_is_warned_about() {
+    let text = "[[nts-ke-server]]\nlisten = \"[::]:4460\"\n\
+                acme = { domains = [\"a.example\"], directory = \"letsencrypt-staging\" }\n\
+                [keyset]\nkey-storage-path = \"/k\"\n";
+    let config = config::parse(text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let warnings = config.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.key == "nts-ke-server[0].acme.directory" && w.message.contains("staging")),
+        "{warnings:?}"
+    );
+}

@@ -16,6 +16,8 @@ fn examples() -> Vec<PathBuf> {
         .collect();
     files.sort();
     assert!(files.len() >= 4, "the four shipped examples: {files:?}");
+    // The Debian package's /etc/sundial/ntp.toml.
+    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/ntp.toml"));
     files
 }
 

@@ -36,6 +36,12 @@ fn tables() -> Vec<(&'static str, String)> {
             format!("{server}allowlist = {{ filter = [], action = \"deny\", {u} }}\n"),
         ),
         ("nts-ke-server", format!("{ke}{u}\n")),
+        (
+            "nts-ke-server.acme",
+            format!(
+                "[[nts-ke-server]]\nlisten = \"127.0.0.1:4460\"\n[nts-ke-server.acme]\ndomains = [\"a.example\"]\n{u}\n"
+            ),
+        ),
         ("keyset", format!("{source}[keyset]\n{u}\n")),
         (
             "synchronization",
@@ -163,9 +169,14 @@ const NTPD_RS_KEYS: &[(&str, &[&str])] = &[
     ("clock", &["clock", "interface", "timestamp-mode"]),
 ];
 
+/// Tables that are sundial's own as a whole: listed once in the additions
+/// by their key, their keys documented in their own config.md table.
+const SUNDIAL_TABLES: &[&str] = &["nts-ke-server.acme"];
+
 fn ntpd_rs_has(table: &str, key: &str) -> bool {
     // ntpd-rs's [synchronization.algorithm] is taken over whole.
     table == "synchronization.algorithm"
+        || SUNDIAL_TABLES.contains(&table)
         || NTPD_RS_KEYS
             .iter()
             .any(|(t, keys)| *t == table && keys.contains(&key))

@@ -9,7 +9,7 @@
 //! - `<!-- docs-test: partial -->` on the line before a ```toml fence: a
 //!   fragment to add to a whole file (a `[synchronization]` table alone).
 //!   It must still be valid TOML whose every key is known; only "configures
-//!   nothing" is forgiven.
+//!   nothing" and a file it names being absent here are forgiven.
 //! - `# docs-test: reference` in an example file: it shows every key, not a
 //!   setup to run (ntpd-rs-full.toml); it must load, warnings allowed.
 
@@ -95,6 +95,9 @@ fn check(origin: &str, text: &str, partial: bool) -> Result<(), String> {
         }
         Ok(_) => Ok(()),
         Err(e) if partial && e.to_string().contains("configures nothing") => Ok(()),
+        // A snippet names files on the reader's machine (a private CA's
+        // certificate): that they are absent here says nothing of the keys.
+        Err(e) if partial && e.to_string().contains("No such file or directory") => Ok(()),
         Err(e) => Err(e.to_string()),
     }
 }

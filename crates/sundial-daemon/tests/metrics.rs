@@ -88,6 +88,7 @@ fn certificate_expiring_in(days: i64) -> (tempfile::TempDir, KeHandle) {
         listen: "[::]:4460".parse().unwrap(),
         stats: ke_stats(),
         certificate: tls.cert,
+        acme: None,
     };
     (dir, handle)
 }
@@ -519,4 +520,85 @@ async fn sources_and_the_system_have_ntpd_rs_names() {
     assert!(!body.contains("sundial_system_clock_uncertainty"), "{body}");
     assert!(!body.contains("NaN") && !body.contains("Inf"), "{body}");
     running.stop().await;
+}
+
+/// The metric names in a PromQL expression: identifiers that start with
+/// `sundial_` or `ntp_` (label names and values never do here).
+fn queried_metrics(expr: &str, names: &mut std::collections::BTreeSet<String>) {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut rest = expr;
+    while let Some(start) = rest.find(|c: char| is_ident(c)) {
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !is_ident(c)).unwrap_or(tail.len());
+        let word = &tail[..end];
+        let before = rest[..start].chars().last();
+        // A whole identifier, not the tail of a longer one or a quoted value.
+        if before != Some('"') && (word.starts_with("sundial_") || word.starts_with("ntp_")) {
+            names.insert(word.to_owned());
+        }
+        rest = &tail[end..];
+    }
+}
+
+/// Every query string in the dashboard: panel targets' `expr` and the
+/// template variables' `query`/`definition`.
+fn dashboard_queries(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr" | "query" | "definition", serde_json::Value::String(s)) => {
+                        out.push(s.clone());
+                    }
+                    _ => dashboard_queries(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| dashboard_queries(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging/grafana-dashboard.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut queries = Vec::new();
+    dashboard_queries(&dashboard, &mut queries);
+    let mut queried = std::collections::BTreeSet::new();
+    for query in &queries {
+        queried_metrics(query, &mut queried);
+    }
+    assert!(queried.len() >= 30, "too few metrics found: {queried:?}");
+
+    // A daemon with everything: sources, a steered clock, an NTP server
+    // and an NTS-KE server; absent-until-set series are set.
+    let (infos, observed) = sources();
+    let (_dir, ke) = certificate_expiring_in(30);
+    let running = start(Handles {
+        sources: infos,
+        discipline: Some(observed.subscribe()),
+        ntp_servers: vec![("0.0.0.0:123".parse().unwrap(), ntp_stats())],
+        nts_ke_servers: vec![ke],
+        ..Handles::default()
+    })
+    .await;
+    observed.send_modify(|o| o.virtual_correction = Some(-0.125));
+    let (_, body) = get(running.addr, "/metrics").await;
+    running.stop().await;
+    let exported: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<_> = queried
+        .iter()
+        .filter(|name| !exported.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "packaging/grafana-dashboard.json queries metrics the daemon does not export: {missing:?}\nexported: {exported:?}"
+    );
 }

@@ -3,7 +3,9 @@
 
 mod bench;
 mod ca;
+mod completions;
 mod demo;
+mod man;
 mod query;
 mod status;
 
@@ -11,12 +13,19 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sundial_daemon::config::{self, ConfigError};
 
 /// An NTP daemon built around Network Time Security.
+///
+/// sundial gets authenticated time from NTS servers (RFC 8915) and
+/// disciplines the clock, and serves NTP and NTS to others, as
+/// /etc/sundial/ntp.toml says (see ntp.toml(5); an ntpd-rs ntp.toml loads
+/// unchanged). `sundial run` is the daemon, usually started by systemd as
+/// sundial.service; the other commands check a configuration, show what the
+/// daemon is doing, ask a server for the time, and make certificates.
 #[derive(Debug, Parser)]
-#[command(name = "sundial", version, about)]
+#[command(name = "sundial", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,13 +66,39 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Load an NTP or NTS server with a rate sweep (a measuring tool).
     Bench(bench::BenchArgs),
+    /// Print the shell completion script for SHELL on standard output
+    /// (the package installs those for bash, zsh and fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages sundial(8) and ntp.toml(5) into DIR (how
+    /// packaging/man/ is made).
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// The command line as `--help`, the man page and the completions see it.
+/// `--version` (long) adds the commit, target and AES, which only the
+/// running binary knows, and which the man page must not carry (it would
+/// differ at every commit).
+fn command() -> clap::Command {
+    Cli::command().long_version(sundial_daemon::build_info::long_version())
 }
 
 /// Exit status for a configuration that does not load.
 const EXIT_INVALID: u8 = 1;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => {
             // `query --json` promises one JSON object on stdout whatever
@@ -97,6 +132,21 @@ fn main() -> ExitCode {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("sundial ca: {e}");
+                EXIT_FAILED
+            }
+        },
+        Command::Completions { shell } => {
+            completions::run(shell, Cli::command(), &mut std::io::stdout().lock())
+        }
+        Command::Man { out } => match man::write_pages(Cli::command(), &out) {
+            Ok(paths) => {
+                for path in paths {
+                    println!("{}", path.display());
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("sundial man: {}: {e}", out.display());
                 EXIT_FAILED
             }
         },
@@ -237,7 +287,6 @@ fn report_error(error: &ConfigError, err: &mut impl Write) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sundial_daemon::config;
 use sundial_daemon::status::{ClockKind, KeyRole, Status, unix_now};
+use sundial_daemon::{build_info, config};
 
 /// The daemon answers at once; a stalled daemon must not hang the command.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +78,9 @@ fn fetch_and_show(args: &StatusArgs, out: &mut impl Write) -> Result<(), StatusE
         // Pretty, but exactly the daemon's fields and values.
         let text = serde_json::to_string_pretty(&status)
             .map_err(|e| StatusError::Parse(socket.clone(), e))?;
+        if let Some(warning) = version_warning(&status, build_info::VERSION, build_info::COMMIT) {
+            eprintln!("sundial status: {warning}");
+        }
         writeln!(out, "{text}").map_err(|e| StatusError::Io(socket, e))
     } else {
         render(&status, unix_now(), out).map_err(|e| StatusError::Io(socket, e))
@@ -184,16 +187,74 @@ fn clock_error(status: &Status, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// A warning when the daemon is not the build of this command: after an
+/// upgrade the old binary keeps running until the daemon is restarted.
+/// Commits are compared only when both are known.
+fn version_warning(status: &Status, version: &str, commit: &str) -> Option<String> {
+    let known = |c: &str| !c.is_empty() && c != "unknown";
+    let same_commit = !(known(&status.commit) && known(commit)) || status.commit == commit;
+    if status.version == version && same_commit {
+        return None;
+    }
+    Some(format!(
+        "warning: this command is sundial {version} ({commit}), but the daemon still runs {}{}: \
+         restart it (systemctl restart sundial) to run the installed version",
+        status.version,
+        if status.commit.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", status.commit)
+        }
+    ))
+}
+
 /// The tables. `now` (Unix seconds) is for "ago" and "in".
+/// The ACME line under a KE server: where it stands and what failed.
+fn write_acme(
+    out: &mut impl Write,
+    acme: &sundial_daemon::acme::manager::AcmeSnapshot,
+    now: u64,
+) -> io::Result<()> {
+    let next = match acme.next_attempt_unix {
+        _ if acme.ordering => "ordering now".to_owned(),
+        Some(at) if at > now => format!("next order in {}", span(at - now)),
+        Some(_) => "next order now".to_owned(),
+        None => "no order planned".to_owned(),
+    };
+    writeln!(
+        out,
+        "  ACME {} from {}: {next}; {} obtained, {} failed",
+        acme.domains.join(", "),
+        acme.directory,
+        acme.renewals_succeeded,
+        acme.renewals_failed,
+    )?;
+    if let Some(error) = &acme.last_error {
+        writeln!(
+            out,
+            "  ACME FAILING ({} in a row): {error}",
+            acme.consecutive_failures
+        )?;
+    }
+    Ok(())
+}
+
 fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
     // Uptime is a float only for the metric; whole seconds read better.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let up = status.uptime_seconds.max(0.0) as u64;
-    write!(out, "sundial {}, up {}", status.version, span(up))?;
+    write!(out, "sundial {}", status.version)?;
+    if !status.commit.is_empty() {
+        write!(out, " ({})", status.commit)?;
+    }
+    write!(out, ", up {}", span(up))?;
     if status.observe_only {
         write!(out, ", observe-only (the clock is never changed)")?;
     }
     writeln!(out)?;
+    if let Some(warning) = version_warning(status, build_info::VERSION, build_info::COMMIT) {
+        writeln!(out, "{warning}")?;
+    }
 
     let sys = &status.system;
     let source = match sys.clock {
@@ -320,6 +381,9 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 (Some(subject), Some(left)) => {
                     format!("{subject}, expires in {} days", left / 86_400)
                 }
+                _ if s.acme.is_some() => {
+                    "none yet: waiting for ACME (listener not started)".to_owned()
+                }
                 _ => "unreadable".to_owned(),
             };
             writeln!(
@@ -330,6 +394,9 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
                 s.refused,
                 failed,
             )?;
+            if let Some(acme) = &s.acme {
+                write_acme(out, acme, now)?;
+            }
         }
     }
 
@@ -382,7 +449,8 @@ mod tests {
 
     fn example() -> Status {
         Status {
-            version: "0.1.0".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: String::new(),
             uptime_seconds: 7384.2,
             observe_only: true,
             system: SystemStatus {
@@ -443,6 +511,7 @@ mod tests {
                 accept_errors: 0,
                 certificate_subject: Some("CN=localhost".to_owned()),
                 certificate_expiry_seconds: Some(30 * 86_400 + 5),
+                acme: None,
             }],
             keyset: Some(KeysetSnapshot {
                 current_key_id: 7,
@@ -460,6 +529,29 @@ mod tests {
                 seccomp: "off".to_owned(),
             }),
         }
+    }
+
+    #[test]
+    fn a_daemon_of_another_build_is_warned_about() {
+        let daemon = Status {
+            version: "0.1.0".to_owned(),
+            commit: "1a2b3c4d5e6f".to_owned(),
+            ..Status::default()
+        };
+        assert_eq!(version_warning(&daemon, "0.1.0", "1a2b3c4d5e6f"), None);
+        assert_eq!(version_warning(&daemon, "0.1.0", "unknown"), None);
+        let warning = version_warning(&daemon, "0.2.0", "0f0e0d0c0b0a").unwrap_or_default();
+        assert!(
+            warning.contains("this command is sundial 0.2.0 (0f0e0d0c0b0a), but the daemon still runs 0.1.0 (1a2b3c4d5e6f)"),
+            "{warning}"
+        );
+        assert!(version_warning(&daemon, "0.1.0", "0f0e0d0c0b0a").is_some());
+        let old = Status {
+            version: "0.0.9".to_owned(),
+            ..Status::default()
+        };
+        let warning = version_warning(&old, "0.1.0", "1a2b3c4d5e6f").unwrap_or_default();
+        assert!(warning.contains("still runs 0.0.9: restart"), "{warning}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::acme::AcmeConfig;
 use super::address::HostPort;
 use super::server::check_versions;
 use super::source::NTP_PORT;
@@ -22,17 +23,23 @@ fn default_accept_ntp_versions() -> Vec<u8> {
     vec![4]
 }
 
-/// One NTS-KE listener. Both certificate paths are required: serde reports a
-/// missing one as `missing field` at the table's header line.
+/// One NTS-KE listener. Its certificate comes either from the two files
+/// (both required) or from ACME (`[nts-ke-server.acme]`, neither file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NtsKeServerConfig {
     /// TCP socket address, e.g. `[::]:4460`.
     pub listen: SocketAddr,
-    /// PEM certificate chain offered to clients, leaf first.
+    /// PEM certificate chain offered to clients, leaf first. Empty when
+    /// the certificate comes from ACME.
+    #[serde(default)]
     pub certificate_chain_path: PathBuf,
-    /// PEM private key of the leaf certificate.
+    /// PEM private key of the leaf certificate. Empty with ACME.
+    #[serde(default)]
     pub private_key_path: PathBuf,
+    /// *sundial:* obtain and renew the certificate over ACME instead.
+    #[serde(default)]
+    pub acme: Option<AcmeConfig>,
     /// A key exchange that takes longer is dropped (default 1000 ms).
     #[serde(default = "default_key_exchange_timeout_ms")]
     pub key_exchange_timeout_ms: u64,
@@ -66,14 +73,44 @@ pub struct NtsKeServerConfig {
 }
 
 impl NtsKeServerConfig {
+    /// The certificate chain and key served: the configured files, or the
+    /// ones ACME keeps in its state directory.
+    #[must_use]
+    pub fn certificate_files(&self) -> (PathBuf, PathBuf) {
+        match &self.acme {
+            Some(acme) => acme.certificate_files(),
+            None => (
+                self.certificate_chain_path.clone(),
+                self.private_key_path.clone(),
+            ),
+        }
+    }
+
     pub(crate) fn check(&self, at: &KeyPath, problems: &mut Vec<Problem>) {
         for (key, path) in [
             ("certificate-chain-path", &self.certificate_chain_path),
             ("private-key-path", &self.private_key_path),
         ] {
-            if path.as_os_str().is_empty() {
-                problems.push(Problem::new(at.key(key), "the path is empty"));
+            if self.acme.is_some() {
+                if !path.as_os_str().is_empty() {
+                    problems.push(Problem::new(
+                        at.key(key),
+                        "the certificate comes from [nts-ke-server.acme]: give either the files or acme, not both",
+                    ));
+                }
+            } else if path.as_os_str().is_empty() {
+                // Absent and empty are both refused; which was meant shows
+                // in whether the key is on the line named.
+                problems.push(Problem::new(
+                    at.key(key),
+                    format!(
+                        "missing field `{key}` (or the path is empty); or let ACME provide the certificate with [nts-ke-server.acme]"
+                    ),
+                ));
             }
+        }
+        if let Some(acme) = &self.acme {
+            acme.check(&at.key("acme"), problems);
         }
         if self.key_exchange_timeout_ms == 0 {
             problems.push(Problem::new(

@@ -86,6 +86,7 @@ pub fn enter(config: &Config, steers: bool) -> Result<SandboxStatus, SandboxErro
         );
     }
     prepare_key_dir(config, user.as_ref()).map_err(SandboxError::Drop)?;
+    hand_over_dirs(config, user.as_ref()).map_err(SandboxError::Drop)?;
     let prepared = if config.security.landlock {
         Some(landlock::prepare(&Paths::for_config(config))?)
     } else {
@@ -196,6 +197,37 @@ fn prepare_key_dir(config: &Config, user: Option<&User>) -> std::io::Result<()> 
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     if let Some(user) = user {
         std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))?;
+    }
+    Ok(())
+}
+
+/// The directories the daemon rewrites files in (key storage, ACME state),
+/// when root owns them and root is being left: handed to the new user,
+/// or every store after the switch would fail. Only private ones (0700,
+/// as sundial creates them): a shared directory such as /etc/sundial is
+/// never given away.
+fn hand_over_dirs(config: &Config, user: Option<&User>) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(user) = user else {
+        return Ok(());
+    };
+    let keys = config
+        .keyset
+        .key_storage_path
+        .as_deref()
+        .and_then(std::path::Path::parent);
+    let acme = config
+        .nts_ke_servers
+        .iter()
+        .filter_map(|ke| ke.acme.as_ref())
+        .map(|acme| acme.state_directory.as_path());
+    for dir in keys.into_iter().chain(acme) {
+        let private_to_root = std::fs::metadata(dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o777 == 0o700);
+        if private_to_root {
+            std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        }
     }
     Ok(())
 }

@@ -68,6 +68,14 @@ impl Paths {
         for ke in &config.nts_ke_servers {
             file_and_dirs(&ke.certificate_chain_path, &mut paths.read);
             file_and_dirs(&ke.private_key_path, &mut paths.read);
+            // ACME: its state (account, certificate, key) is rewritten at
+            // every renewal; a private CA's certificate is read for each.
+            if let Some(acme) = &ke.acme {
+                paths.write.push(acme.state_directory.clone());
+                if let Some(ca) = &acme.ca_certificate {
+                    file_and_dirs(ca, &mut paths.read);
+                }
+            }
         }
         for source in &config.sources {
             match source {

@@ -185,12 +185,9 @@ pub async fn bind(
     announce: Announce,
 ) -> Result<KeListener, KeStartError> {
     let listen = config.listen;
-    let tls = tls::load_server_tls(
-        &config.certificate_chain_path,
-        &config.private_key_path,
-        std::time::SystemTime::now(),
-    )
-    .map_err(|source| KeStartError::Tls { listen, source })?;
+    let (chain, key) = config.certificate_files();
+    let tls = tls::load_server_tls(&chain, &key, std::time::SystemTime::now())
+        .map_err(|source| KeStartError::Tls { listen, source })?;
     check_announce(listen, &announce)?;
 
     let listener = TcpListener::bind(listen)
@@ -199,24 +196,113 @@ pub async fn bind(
             addr: listen,
             source,
         })?;
+    assemble(
+        config,
+        announce,
+        listener,
+        tls.config,
+        tls.cert,
+        Arc::new(KeStats::default()),
+    )
+}
+
+fn assemble(
+    config: &NtsKeServerConfig,
+    announce: Announce,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cert: Arc<ReloadableCert>,
+    stats: Arc<KeStats>,
+) -> Result<KeListener, KeStartError> {
     let local_addr = listener.local_addr().map_err(|source| KeStartError::Bind {
-        addr: listen,
+        addr: config.listen,
         source,
     })?;
+    let (chain, key) = config.certificate_files();
     Ok(KeListener {
         listener,
         local_addr,
-        acceptor: TlsAcceptor::from(tls.config),
-        cert_watch: CertWatch {
-            chain: config.certificate_chain_path.clone(),
-            key: config.private_key_path.clone(),
-            cert: tls.cert,
-        },
+        acceptor: TlsAcceptor::from(tls),
+        cert_watch: CertWatch { chain, key, cert },
         timeout: Duration::from_millis(config.key_exchange_timeout_ms.max(1)),
         concurrent_connections: config.concurrent_connections.max(1),
         announce: Arc::new(announce),
+        stats,
+    })
+}
+
+/// A KE server whose certificate is still to come (ACME): its address is
+/// bound at start, before any privilege drop, but not listening, so
+/// clients are refused at once instead of failing a handshake.
+#[derive(Debug)]
+pub struct PendingKe {
+    socket: socket2::Socket,
+    config: NtsKeServerConfig,
+    announce: Announce,
+    cert: Arc<ReloadableCert>,
+    stats: Arc<KeStats>,
+}
+
+/// Checks `announce` and binds the address without listening.
+pub fn reserve(
+    config: &NtsKeServerConfig,
+    announce: Announce,
+    cert: Arc<ReloadableCert>,
+) -> Result<PendingKe, KeStartError> {
+    let addr = config.listen;
+    check_announce(addr, &announce)?;
+    let bind_err = |source| KeStartError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(bind_err)?;
+    // As tokio's bind does: a restart may reuse the port at once.
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    Ok(PendingKe {
+        socket,
+        config: config.clone(),
+        announce,
+        cert,
         stats: Arc::new(KeStats::default()),
     })
+}
+
+impl PendingKe {
+    /// The status handle, valid before and after the listener starts.
+    pub fn handle(&self) -> (SocketAddr, Arc<KeStats>, Arc<ReloadableCert>) {
+        let addr = self
+            .socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(self.config.listen);
+        (addr, Arc::clone(&self.stats), Arc::clone(&self.cert))
+    }
+
+    /// Starts listening; the certificate must be in place by now.
+    pub fn listen(self) -> Result<KeListener, KeStartError> {
+        let addr = self.config.listen;
+        let bind_err = |source| KeStartError::Bind { addr, source };
+        self.socket.listen(1024).map_err(bind_err)?;
+        self.socket.set_nonblocking(true).map_err(bind_err)?;
+        let listener = TcpListener::from_std(self.socket.into()).map_err(bind_err)?;
+        let tls =
+            tls::server_config(Arc::clone(&self.cert)).map_err(|source| KeStartError::Tls {
+                listen: addr,
+                source,
+            })?;
+        assemble(
+            &self.config,
+            self.announce,
+            listener,
+            tls,
+            self.cert,
+            self.stats,
+        )
+    }
 }
 
 /// Encodes the records once with no cookies, so a server name that cannot

@@ -8,6 +8,7 @@
 pub mod ca;
 pub mod chrony;
 pub mod nts;
+pub mod pebble;
 
 use std::fs;
 use std::io::Read;
@@ -226,6 +227,17 @@ pub fn start_sundial(
     config: &str,
     observe: bool,
 ) -> (ChildGuard, PathBuf) {
+    start_sundial_with_env(dir, name, config, observe, &[])
+}
+
+/// [`start_sundial`] with extra environment variables (test knobs).
+pub fn start_sundial_with_env(
+    dir: &TempDir,
+    name: &str,
+    config: &str,
+    observe: bool,
+    env: &[(&str, &str)],
+) -> (ChildGuard, PathBuf) {
     let path = dir.write(&format!("{name}.toml"), config);
     let log = dir.join(format!("{name}.log"));
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sundial"));
@@ -233,6 +245,7 @@ pub fn start_sundial(
     if observe {
         cmd.arg("--observe");
     }
+    cmd.envs(env.iter().copied());
     let child = cmd
         .arg("-c")
         .arg(&path)
