@@ -22,6 +22,7 @@ pub mod locate;
 mod nts_ke;
 mod observability;
 mod poll;
+mod security;
 mod server;
 mod source;
 mod step;
@@ -45,6 +46,7 @@ pub use locate::KeyPath;
 pub use nts_ke::NtsKeServerConfig;
 pub use observability::{LogLevel, ObservabilityConfig};
 pub use poll::{PartialPollIntervalLimits, PollIntervalLimits, PollOverrides, SourceDefaults};
+pub use security::{DEFAULT_USER, SeccompMode, SecurityConfig};
 pub use server::{FilterAction, FilterList, RateLimitAction, RequireNts, ServerConfig};
 pub use source::{
     NTP_PORT, NTS_KE_PORT, NtpVersion, NtsPoolSource, NtsSource, PoolSource, PpsSource,
@@ -99,6 +101,8 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     /// `[clock]`.
     pub clock: ClockConfig,
+    /// `[security]`.
+    pub security: SecurityConfig,
 }
 
 /// Something legal but probably not what the writer meant; `sundial
@@ -336,6 +340,8 @@ struct RawConfig {
     observability: ObservabilityConfig,
     #[serde(default)]
     clock: ClockConfig,
+    #[serde(default)]
+    security: SecurityConfig,
 }
 
 /// Read and validate the configuration file at `path`.
@@ -429,6 +435,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         synchronization: raw.synchronization,
         observability: raw.observability,
         clock: raw.clock,
+        security: raw.security,
     })
 }
 

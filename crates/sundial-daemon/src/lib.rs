@@ -10,6 +10,7 @@ pub mod keystore;
 pub mod metrics;
 pub mod oneshot;
 pub mod run;
+pub mod sandbox;
 pub mod server;
 pub mod small_server;
 pub mod source;

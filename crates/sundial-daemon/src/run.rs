@@ -28,6 +28,7 @@ use crate::config::{self, AcmeConfig, Config, NtsKeServerConfig, SourceConfig};
 use crate::discipline::{self, Discipline, Panicked, SharedState};
 use crate::keystore::{KeyStore, KeyStoreError, SharedKeySet};
 use crate::metrics::{self, MetricsStartError};
+use crate::sandbox::{self, SandboxError};
 use crate::server::ntp::{self, NtpStartError, StateFn};
 use crate::server::nts_ke::{self, Announce, KeStartError, NtpTarget};
 use crate::source;
@@ -61,6 +62,8 @@ pub enum RunError {
         address: String,
         error: Box<source::KeError>,
     },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error("[[nts-ke-server]] {0}: {1}")]
     AcmeState(SocketAddr, crate::acme::store::StoreError),
     #[error("[[nts-ke-server]] {listen}: cannot listen for ACME challenges on {addr}: {source}")]
@@ -271,10 +274,17 @@ pub async fn run(config: Config, observe: bool) -> Result<(), RunError> {
         let exporter = metrics::bind(addr).await?;
         tasks.spawn(exporter.run(move || handles.snapshot(SystemTime::now()), cancel.clone()));
     }
+    let sandboxed = Arc::clone(&observed.sandbox);
     if let Some(path) = &config.observability.observation_path {
         let listener = status::bind(path, config.observability.observation_permissions)?;
         tasks.spawn(listener.run(move || observed.snapshot(SystemTime::now()), cancel.clone()));
     }
+
+    // Every socket is bound and every key and certificate read: give up
+    // all that serving does not need (docs/security.md). The key file is
+    // stored after, as the user that rotates it.
+    let steers = !observe && config.steers_clock();
+    let _ = sandboxed.set(sandbox::enter(&config, steers)?);
 
     // Every socket is bound: the start can no longer fail for want of
     // one, so a new keyset may be stored (before rotation can write too).

@@ -77,6 +77,10 @@ pub struct Status {
     pub nts_ke_servers: Vec<KeServerSnapshot>,
     /// The cookie keys, when this process has any.
     pub keyset: Option<KeysetSnapshot>,
+    /// User, capabilities, no-new-privs, Landlock and seccomp, once the
+    /// daemon has dropped privileges (docs/security.md).
+    #[serde(default)]
+    pub sandbox: Option<crate::sandbox::SandboxStatus>,
 }
 
 /// Our own time, as the NTP server announces it.
@@ -640,6 +644,8 @@ pub struct Handles {
     /// Our time when there are no sources.
     pub local: Option<LocalClock>,
     pub keyset: Option<KeysetHandle>,
+    /// Set once the sandbox is entered.
+    pub sandbox: crate::sandbox::SharedStatus,
 }
 
 impl Handles {
@@ -687,6 +693,7 @@ impl Handles {
                 })
                 .collect(),
             keyset: self.keyset.as_ref().and_then(keyset_snapshot),
+            sandbox: self.sandbox.get().cloned(),
         }
     }
 }

@@ -57,11 +57,16 @@ fn header_path(header: &str, counts: &mut std::collections::HashMap<String, usiz
         *index += 1;
         path
     } else {
-        header
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .trim()
-            .to_owned()
+        let name = header.trim_start_matches('[').trim_end_matches(']').trim();
+        // A sub-table of an array element (`[nts-ke-server.acme]`) belongs
+        // to the last element: `nts-ke-server[2].acme`.
+        match name.split_once('.') {
+            Some((array, rest)) if counts.get(array).is_some_and(|n| *n > 0) => {
+                let last = counts.get(array).copied().unwrap_or(1) - 1;
+                format!("{array}[{last}].{rest}")
+            }
+            _ => name.to_owned(),
+        }
     }
 }
 

@@ -53,6 +53,7 @@ fn tables() -> Vec<(&'static str, String)> {
         ),
         ("observability", format!("{source}[observability]\n{u}\n")),
         ("clock", format!("{source}[clock]\n{u}\n")),
+        ("security", format!("{source}[security]\n{u}\n")),
     ]
 }
 

@@ -61,8 +61,13 @@ fn classify(answer: &[u8]) -> Got {
     let Ok((h, rest)) = NtpHeader::parse(answer) else {
         return Got::Other("unparsable".into());
     };
-    match (h.kiss_code(), rest.is_empty()) {
-        (Some(KissCode::Ntsn), false) => Got::Nak,
+    // A plain answer may echo the request's Unique Identifier: that one
+    // field and nothing else, where an NTS answer has its authenticator.
+    let only_uid = rest.len() >= 4
+        && rest[..2] == [0x01, 0x04]
+        && usize::from(u16::from_be_bytes([rest[2], rest[3]])) == rest.len();
+    match (h.kiss_code(), rest.is_empty() || only_uid) {
+        (Some(KissCode::Ntsn), _) if !rest.is_empty() => Got::Nak,
         (None, true) => Got::Plain,
         (None, false) => Got::Nts,
         (kiss, _) => Got::Other(format!("{kiss:?}")),

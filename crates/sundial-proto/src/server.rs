@@ -9,7 +9,7 @@
 use rand_core::CryptoRng;
 
 use crate::interleave::{PreviousTransmit, is_marked_receive, mark_receive, mark_transmit};
-use crate::ntp::packet::{HEADER_LEN, LeapIndicator, Mode, NtpHeader, ParseError, ReferenceId};
+use crate::ntp::packet::{LeapIndicator, Mode, NtpHeader, ParseError, ReferenceId};
 use crate::ntp::timestamp::{NtpShort, NtpTimestamp};
 use crate::nts::keyset::KeySet;
 use crate::nts::server::{NtsCheck, NtsDrop, check_request, write_nak, write_response};
@@ -446,13 +446,9 @@ fn decide(
     }
     // Extension fields exist from NTPv4 on; older versions are plain.
     let nts = if req.version < 4 {
-        NtsCheck::Plain
-    } else if let Some(keyset) = keyset {
-        check_request(request, keyset)
-    } else if looks_like_nts(request) {
-        return Err(DropReason::NoKeyset);
+        NtsCheck::Plain { uid: None }
     } else {
-        NtsCheck::Plain
+        check_request(request, keyset)
     };
     let max_len = out.len().min(request.len());
     let mut w = Writer::new(out.get_mut(..max_len).unwrap_or_default());
@@ -470,7 +466,8 @@ fn decide(
     let too_large = |_| DropReason::TooLarge;
     let kind = match nts {
         NtsCheck::Drop(reason) => return Err(reason.into()),
-        NtsCheck::Plain => {
+        NtsCheck::NoKeyset => return Err(DropReason::NoKeyset),
+        NtsCheck::Plain { uid } => {
             let kind = match (kiss, policy.plain) {
                 (Some((_, kind)), _) => kind,
                 (None, PlainPolicy::Serve) => ResponseKind::Plain,
@@ -486,7 +483,11 @@ fn decide(
                 None
             };
             stamp(&mut header, &req, previous, exchange, transmit_time);
-            header.serialize(&mut w).map_err(|_| DropReason::TooLarge)?;
+            // The echoed identifier came in the request, so it fits.
+            match uid {
+                Some(uid) => write_nak(&mut w, &header, uid).map_err(too_large)?,
+                None => header.serialize(&mut w).map_err(|_| DropReason::TooLarge)?,
+            }
             kind
         }
         NtsCheck::Nak { uid } => {
@@ -508,15 +509,6 @@ fn decide(
         }
     };
     Ok((w.len(), kind))
-}
-
-/// Without a keyset, is this an NTS request (which we cannot serve)?
-fn looks_like_nts(request: &[u8]) -> bool {
-    use crate::ntp::extension::{ExtensionFields, FieldType, Placement};
-    let area = request.get(HEADER_LEN..).unwrap_or_default();
-    ExtensionFields::new(area, Placement::Outer)
-        .map_while(Result::ok)
-        .any(|f| !matches!(f.field_type, FieldType::Unknown(_)))
 }
 
 fn response_header(state: &ServerState, req: &NtpHeader, receive: NtpTimestamp) -> NtpHeader {

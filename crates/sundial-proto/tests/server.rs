@@ -503,3 +503,162 @@ fn legacy_mac_is_tolerated_but_broken_fields_are_not() {
         ServerAction::Drop(DropReason::Nts(NtsDrop::Malformed(_)))
     ));
 }
+
+/// A plain request with the fields a plain request may carry: a Unique
+/// Identifier, unknown fields, a legacy MAC.
+fn plain_with(fields: &[(FieldType, Vec<u8>)], mac: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    let mut w = Writer::new(&mut buf);
+    NtpHeader::client_request(4, NtpTimestamp::from_bits(42))
+        .serialize(&mut w)
+        .unwrap();
+    for (t, body) in fields {
+        write_field(&mut w, *t, body, Placement::Outer).unwrap();
+    }
+    let n = w.len();
+    buf.truncate(n);
+    buf.extend(std::iter::repeat_n(0xab, mac));
+    buf
+}
+
+#[test]
+fn a_plain_request_gets_its_unique_identifier_echoed_never_more() {
+    let keyset = KeySet::generate(KeySetConfig::default(), NOW, &mut rng());
+    let uid = vec![0x5a; 32];
+    let mut uid_field = Vec::new();
+    uid_field.extend_from_slice(&[0x01, 0x04, 0x00, 36]);
+    uid_field.extend_from_slice(&uid);
+    let unknown = (FieldType::Unknown(0x7000), vec![1; 60]);
+    let cases = [
+        plain_with(&[(FieldType::UniqueIdentifier, uid.clone())], 0),
+        plain_with(
+            &[unknown.clone(), (FieldType::UniqueIdentifier, uid.clone())],
+            0,
+        ),
+    ];
+    for (i, req) in cases.iter().enumerate() {
+        for keys in [Some(&keyset), None] {
+            let (action, resp) = run(&ServerPolicy::default(), keys, Admission::Allow, req);
+            assert_eq!(
+                action,
+                ServerAction::Respond {
+                    len: 48 + 36,
+                    kind: ResponseKind::Plain
+                },
+                "case {i}, keyset {}",
+                keys.is_some()
+            );
+            assert!(resp.len() <= req.len());
+            let header = NtpHeader::parse(&resp).unwrap().0;
+            assert_eq!(header.mode, Mode::Server);
+            assert_eq!(header.stratum, 1);
+            // Only the identifier comes back: no unknown field, no MAC.
+            assert_eq!(&resp[48..], &uid_field[..], "case {i}");
+        }
+    }
+    // A kiss to such a request echoes it too: the client can match it.
+    let (action, resp) = run(
+        &ServerPolicy::default(),
+        Some(&keyset),
+        Admission::RateLimited,
+        &cases[0],
+    );
+    assert!(matches!(
+        action,
+        ServerAction::Respond {
+            kind: ResponseKind::Rate,
+            ..
+        }
+    ));
+    assert_eq!(&resp[48..], &uid_field[..]);
+
+    // The identifier is held to RFC 8915's rule as in NTS: one, 32 bytes
+    // or more. Anything else is dropped, keyset or not.
+    let two = plain_with(
+        &[
+            (FieldType::UniqueIdentifier, uid.clone()),
+            (FieldType::UniqueIdentifier, uid.clone()),
+        ],
+        0,
+    );
+    let short = plain_with(&[(FieldType::UniqueIdentifier, vec![1; 16])], 0);
+    // A legacy MAC trails only a bare header: behind an identifier, bytes
+    // that are not a field are malformed.
+    let mac = plain_with(&[(FieldType::UniqueIdentifier, uid.clone())], 20);
+    for keys in [Some(&keyset), None] {
+        assert!(matches!(
+            run(&ServerPolicy::default(), keys, Admission::Allow, &mac).0,
+            ServerAction::Drop(DropReason::Nts(NtsDrop::Malformed(_)))
+        ));
+    }
+    for keys in [Some(&keyset), None] {
+        assert_eq!(
+            run(&ServerPolicy::default(), keys, Admission::Allow, &two).0,
+            ServerAction::Drop(DropReason::Nts(NtsDrop::DuplicateUniqueId))
+        );
+        assert_eq!(
+            run(&ServerPolicy::default(), keys, Admission::Allow, &short).0,
+            ServerAction::Drop(DropReason::Nts(NtsDrop::ShortUniqueId))
+        );
+    }
+    // require-nts: a Unique Identifier alone does not make a request NTS.
+    let policy = ServerPolicy {
+        plain: PlainPolicy::Ignore,
+        ..ServerPolicy::default()
+    };
+    assert_eq!(
+        run(&policy, Some(&keyset), Admission::Allow, &cases[0]).0,
+        ServerAction::Drop(DropReason::NtsRequired)
+    );
+}
+
+#[test]
+fn nts_fields_without_a_valid_cookie_get_a_drop_or_an_ntsn_never_a_plain_answer() {
+    // A cookie, placeholder or authenticator makes a request NTS: it is
+    // never answered in plain, which a client expecting NTS would take as
+    // a downgrade. Without an authenticator it is malformed (dropped);
+    // with a cookie no key here opens, it gets NTSN echoing its UID.
+    let nts = nts_request(AeadAlgorithm::AesSivCmac256, 0);
+    let uid = nts.uid.to_vec();
+    let cookie_no_auth = plain_with(
+        &[
+            (FieldType::UniqueIdentifier, uid.clone()),
+            (FieldType::NtsCookie, vec![3; 100]),
+        ],
+        0,
+    );
+    assert_eq!(
+        run(
+            &ServerPolicy::default(),
+            Some(&nts.keyset),
+            Admission::Allow,
+            &cookie_no_auth
+        )
+        .0,
+        ServerAction::Drop(DropReason::Nts(NtsDrop::NoAuthenticator))
+    );
+    let placeholder_only = plain_with(
+        &[
+            (FieldType::UniqueIdentifier, uid.clone()),
+            (FieldType::CookiePlaceholder, vec![0; 100]),
+        ],
+        0,
+    );
+    assert_eq!(
+        run(
+            &ServerPolicy::default(),
+            Some(&nts.keyset),
+            Admission::Allow,
+            &placeholder_only
+        )
+        .0,
+        ServerAction::Drop(DropReason::Nts(NtsDrop::NoCookie))
+    );
+    // The same requests where no NTS-KE server runs: not ours to judge.
+    for req in [&cookie_no_auth, &placeholder_only, &nts.request] {
+        assert_eq!(
+            run(&ServerPolicy::default(), None, Admission::Allow, req).0,
+            ServerAction::Drop(DropReason::NoKeyset)
+        );
+    }
+}

@@ -460,6 +460,23 @@ fn render(status: &Status, now: u64, out: &mut impl Write) -> io::Result<()> {
             span(keys.next_rotation.saturating_sub(now)),
         )?;
     }
+    if let Some(sandbox) = &status.sandbox {
+        writeln!(out)?;
+        let caps = if sandbox.capabilities.is_empty() {
+            "none".to_owned()
+        } else {
+            sandbox.capabilities.join(" ")
+        };
+        writeln!(
+            out,
+            "Sandbox: user {} (uid {}), capabilities {caps}, no-new-privs {}, Landlock {}, seccomp {}",
+            sandbox.user,
+            sandbox.uid,
+            if sandbox.no_new_privs { "on" } else { "off" },
+            sandbox.landlock,
+            sandbox.seccomp,
+        )?;
+    }
     Ok(())
 }
 
@@ -551,6 +568,14 @@ mod tests {
                 storage_path: Some(PathBuf::from("/var/lib/sundial/ntskeys")),
                 role: KeyRole::Owner,
             }),
+            sandbox: Some(sundial_daemon::sandbox::SandboxStatus {
+                user: "sundial".to_owned(),
+                uid: 998,
+                capabilities: vec!["cap_sys_time".to_owned()],
+                no_new_privs: true,
+                landlock: "enforced (ABI 7)".to_owned(),
+                seccomp: "off".to_owned(),
+            }),
         }
     }
 
@@ -588,6 +613,10 @@ mod tests {
         );
         assert!(
             text.contains("Synchronized: yes (from sources), stratum 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nSandbox: user sundial (uid 998), capabilities cap_sys_time, no-new-privs on, Landlock enforced (ABI 7), seccomp off\n"),
             "{text}"
         );
         assert!(

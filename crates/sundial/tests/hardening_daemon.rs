@@ -85,11 +85,18 @@ fn start_with_fd_limit(d: &Daemon, run: usize, limit: Option<u32>) -> ChildGuard
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let guard = ChildGuard::new(format!("sundial run #{run}"), child, vec![log]);
+    let guard = ChildGuard::new(format!("sundial run #{run}"), child, vec![log.clone()]);
     assert!(
         wait_for_tcp(d.ke, Duration::from_secs(10)),
         "KE server did not start"
     );
+    // The key file is stored once the daemon has dropped its privileges,
+    // a moment after its sockets open: "running" comes after both.
+    let _ = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("sundial is running"))
+            .then_some(())
+    });
     guard
 }
 

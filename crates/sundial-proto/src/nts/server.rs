@@ -3,6 +3,10 @@
 //!
 //! Decisions, in the order they are taken:
 //! - a request with no NTS field is plain NTP, for the caller to answer;
+//!   so is one whose only NTS field is a Unique Identifier (RFC 8915 defines
+//!   an NTS request by its cookie and authenticator), whose identifier the
+//!   plain answer echoes, as ntpd-rs does; the identifier is held to the
+//!   same rule as in NTS (one, at least 32 bytes) or the request dropped;
 //! - a malformed NTS request (missing, duplicate or short Unique Identifier,
 //!   no or several cookies, no authenticator, fields after it, placeholders
 //!   not the size of the cookie) is dropped without an answer;
@@ -71,8 +75,13 @@ pub struct NtsRequest<'a> {
 /// The outcome of checking a request's extension fields.
 #[derive(Debug)]
 pub enum NtsCheck<'a> {
-    /// No NTS field at all: plain NTP.
-    Plain,
+    /// No cookie, placeholder or authenticator: plain NTP. `uid` is the
+    /// request's one Unique Identifier, which the answer echoes.
+    Plain {
+        uid: Option<&'a [u8]>,
+    },
+    /// An NTS request, but the server has no keys (no NTS-KE server).
+    NoKeyset,
     Valid(NtsRequest<'a>),
     /// Well-formed, but the cookie cannot be opened: answer with NTSN.
     Nak {
@@ -90,15 +99,16 @@ fn max_nonce_len(alg: AeadAlgorithm) -> usize {
     }
 }
 
-/// Checks an NTS request. `packet` is the whole request, header included.
-pub fn check_request<'a>(packet: &'a [u8], keyset: &KeySet) -> NtsCheck<'a> {
+/// Checks an NTS request. `packet` is the whole request, header included;
+/// `keyset` is `None` where no NTS-KE server issues cookies.
+pub fn check_request<'a>(packet: &'a [u8], keyset: Option<&KeySet>) -> NtsCheck<'a> {
     match check(packet, keyset) {
         Ok(check) => check,
         Err(drop) => NtsCheck::Drop(drop),
     }
 }
 
-fn check<'a>(packet: &'a [u8], keyset: &KeySet) -> Result<NtsCheck<'a>, NtsDrop> {
+fn check<'a>(packet: &'a [u8], keyset: Option<&KeySet>) -> Result<NtsCheck<'a>, NtsDrop> {
     let area = packet.get(HEADER_LEN..).unwrap_or_default();
     let mut uid: Option<&[u8]> = None;
     let mut cookie: Option<&[u8]> = None;
@@ -114,9 +124,16 @@ fn check<'a>(packet: &'a [u8], keyset: &KeySet) -> Result<NtsCheck<'a>, NtsDrop>
             Ok(f) => f,
             // A trailing legacy MAC (RFC 7822 section 7.5: key id plus a
             // 16- or 20-byte digest, or a 4-byte crypto-NAK) on a plain
-            // request is not ours to check; anything else is malformed.
-            Err(_) if !any_nts && LEGACY_MAC_LENS.contains(&fields.unparsed_len()) => {
-                return Ok(NtsCheck::Plain);
+            // request is not ours to check; anything else is malformed
+            // where NTS is served. A plain-only server never judged the
+            // bytes after the header, and still does not. Behind a Unique
+            // Identifier, bytes that are not a field are malformed.
+            Err(_)
+                if !any_nts
+                    && uid.is_none()
+                    && (keyset.is_none() || LEGACY_MAC_LENS.contains(&fields.unparsed_len())) =>
+            {
+                return Ok(NtsCheck::Plain { uid: None });
             }
             Err(e) => return Err(e.into()),
         };
@@ -125,7 +142,6 @@ fn check<'a>(packet: &'a [u8], keyset: &KeySet) -> Result<NtsCheck<'a>, NtsDrop>
         }
         match field.field_type {
             FieldType::UniqueIdentifier => {
-                any_nts = true;
                 if uid.is_some() {
                     return Err(NtsDrop::DuplicateUniqueId);
                 }
@@ -155,8 +171,11 @@ fn check<'a>(packet: &'a [u8], keyset: &KeySet) -> Result<NtsCheck<'a>, NtsDrop>
         }
     }
     if !any_nts {
-        return Ok(NtsCheck::Plain);
+        return Ok(NtsCheck::Plain { uid });
     }
+    let Some(keyset) = keyset else {
+        return Ok(NtsCheck::NoKeyset);
+    };
     let uid = uid.ok_or(NtsDrop::NoUniqueId)?;
     let cookie = cookie.ok_or(NtsDrop::NoCookie)?;
     let (auth_offset, auth_body) = auth.ok_or(NtsDrop::NoAuthenticator)?;
@@ -266,7 +285,8 @@ fn write_cookie_field(
 
 /// Writes an NTSN kiss: `header` (the caller sets stratum 0 and the NTSN
 /// reference id) and the echoed Unique Identifier, nothing else (RFC 8915
-/// section 5.7).
+/// section 5.7). A plain answer echoing a plain request's identifier is
+/// the same two parts.
 pub fn write_nak(w: &mut Writer<'_>, header: &NtpHeader, uid: &[u8]) -> Result<(), SealError> {
     header.serialize(w)?;
     write_field(w, FieldType::UniqueIdentifier, uid, Placement::Outer)?;
