@@ -238,11 +238,8 @@ fn uid_and_cookie(request: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
 /// request's Unique Identifier echoed, nothing else (RFC 8915 §5.7: a
 /// plain request may carry one, and ntpd-rs and sundial echo it).
 fn assert_plain(response: &[u8], request: &[u8]) {
-    let echoed: Vec<_> = ExtensionFields::new(
-        response.get(48..).unwrap_or_default(),
-        Placement::Outer,
-    )
-    .collect();
+    let echoed: Vec<_> =
+        ExtensionFields::new(response.get(48..).unwrap_or_default(), Placement::Outer).collect();
     match echoed.as_slice() {
         [] => assert_eq!(response.len(), 48),
         [Ok(field)] => {
