@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use super::{PollControl, SourceContext, SourceEvent};
 use crate::clock::system_now;
+use crate::server::ntp::txstamp::TxReport;
 
 /// Largest answer read. Ours never exceed the request; a longer datagram is
 /// truncated and then fails to authenticate, which is right for it.
@@ -129,28 +130,13 @@ impl NtpSocket {
             ) else {
                 break;
             };
-            let mut id = None;
-            let mut stamp = None;
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    match c {
-                        ControlMessageOwned::ScmTimestampsns(ts) => {
-                            stamp = Some(NtpTimestamp::from_unix(
-                                ts.system.tv_sec(),
-                                u32::try_from(ts.system.tv_nsec()).unwrap_or(0),
-                            ));
-                        }
-                        ControlMessageOwned::Ipv4RecvErr(e, _)
-                        | ControlMessageOwned::Ipv6RecvErr(e, _)
-                            if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
-                        {
-                            id = Some(e.ee_data);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if let (Some(id), Some(stamp)) = (id, stamp) {
+            let report = msg.cmsgs().map(TxReport::read).unwrap_or_default();
+            if let Some(id) = report.id {
+                // A report without a software stamp still moves the ids on;
+                // its zero stamp is refused below.
+                let stamp = report.system.map_or(NtpTimestamp::ZERO, |ts| {
+                    NtpTimestamp::from_unix(ts.tv_sec(), u32::try_from(ts.tv_nsec()).unwrap_or(0))
+                });
                 found = Some((id, stamp));
             }
         }

@@ -162,6 +162,39 @@ fn is_zero(ts: &TimeSpec) -> bool {
     ts.tv_sec() == 0 && ts.tv_nsec() == 0
 }
 
+/// What one error-queue message says of a send: the kernel's packet id
+/// (OPT_ID) and its transmit timestamps, software and hardware, each only
+/// when non-zero. The server's answers and the client's requests read
+/// their reports alike.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TxReport {
+    pub id: Option<u32>,
+    pub system: Option<TimeSpec>,
+    pub hardware: Option<TimeSpec>,
+}
+
+impl TxReport {
+    pub(crate) fn read(cmsgs: impl Iterator<Item = ControlMessageOwned>) -> Self {
+        let mut report = Self::default();
+        let nonzero = |ts: TimeSpec| (!is_zero(&ts)).then_some(ts);
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::ScmTimestampsns(ts) => {
+                    report.system = nonzero(ts.system);
+                    report.hardware = nonzero(ts.hw_raw);
+                }
+                ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _)
+                    if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
+                {
+                    report.id = Some(e.ee_data);
+                }
+                _ => {}
+            }
+        }
+        report
+    }
+}
+
 impl TxStamps {
     /// Turns timestamp reporting on for `fd`; `None` when the kernel
     /// refuses (then the server answers in basic mode only).
@@ -276,31 +309,13 @@ impl TxStamps {
                         let mut count = 0;
                         for (slot, msg) in found.iter_mut().zip(results) {
                             count += 1;
-                            let mut id = None;
-                            let mut stamp = None;
-                            if let Ok(cmsgs) = msg.cmsgs() {
-                                for c in cmsgs {
-                                    match c {
-                                        ControlMessageOwned::ScmTimestampsns(ts) => {
-                                            stamp = if !is_zero(&ts.hw_raw) {
-                                                Some((ts.hw_raw, true))
-                                            } else if !is_zero(&ts.system) {
-                                                Some((ts.system, false))
-                                            } else {
-                                                None
-                                            };
-                                        }
-                                        ControlMessageOwned::Ipv4RecvErr(e, _)
-                                        | ControlMessageOwned::Ipv6RecvErr(e, _)
-                                            if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
-                                        {
-                                            id = Some(e.ee_data);
-                                        }
-                                        _ => {}
-                                    }
-                                }
-                            }
-                            match (id, stamp) {
+                            let report = msg.cmsgs().map(TxReport::read).unwrap_or_default();
+                            let stamp = match (report.hardware, report.system) {
+                                (Some(hw), _) => Some((hw, true)),
+                                (None, Some(system)) => Some((system, false)),
+                                (None, None) => None,
+                            };
+                            match (report.id, stamp) {
                                 (Some(id), Some((ts, hw))) => *slot = Some((id, ts, hw)),
                                 _ => incomplete = true,
                             }
