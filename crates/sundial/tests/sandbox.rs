@@ -6,7 +6,8 @@
 //! from where they were; with Landlock, a certificate moved to a directory
 //! the configuration never named cannot be read. All of it under the
 //! system-call filter, and a call outside the filter's list ends the
-//! process.
+//! process. A steering daemon (its clock writes made no-ops) keeps
+//! CAP_SYS_TIME and nothing else.
 //!
 //! The first test needs root (CI and the development machines run tests as root); skips
 //! with a message otherwise.
@@ -311,4 +312,79 @@ fn a_system_call_outside_the_allow_list_ends_the_process() {
         fs::read_to_string(&log).unwrap_or_default()
     );
     assert!(log_has(&log, "trying execve", 1));
+}
+
+/// The one capability a steering daemon keeps. The daemon here steers (no
+/// `--observe`), but it can never change this machine's clock: its only
+/// source is a port nobody answers on, and every clock-writing libc call
+/// goes through benches/accuracy/noclockset.c (LD_PRELOAD), which turns a
+/// write into a read.
+#[test]
+fn steering_it_keeps_cap_sys_time_and_nothing_else() {
+    if !euid_is_root() {
+        eprintln!("SKIPPED: needs root to show what a steering daemon keeps");
+        return;
+    }
+    let dir = TempDir::new("sandbox-steer");
+    mode(dir.path(), 0o755);
+    let shim = dir.join("noclockset.so");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/accuracy/noclockset.c");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("run cc (the Rust toolchain's linker needs it too)");
+    assert!(built.success(), "cannot build the clock shim");
+    let run = dir.join("run");
+    fs::create_dir(&run).unwrap();
+    chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
+    let socket = run.join("observe");
+    let config = format!(
+        "[[source]]\nmode = \"server\"\naddress = \"127.0.0.1:{}\"\n\n\
+         [synchronization]\nminimum-agreeing-sources = 1\n\n\
+         [observability]\nobservation-path = \"{}\"\n\n\
+         [security]\nuser = \"nobody\"\n",
+        free_udp_port(),
+        socket.display(),
+    );
+    let (mut daemon, log) = common::start_sundial_with_env(
+        &dir,
+        "steering",
+        &config,
+        false,
+        &[("LD_PRELOAD", shim.to_str().unwrap())],
+    );
+    let pid = daemon.id();
+    let status = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        status_json(&socket).filter(|s| s.sandbox.is_some())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "status never showed the sandbox: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.contains("noclockset.so"), "the shim is not loaded");
+    let only_sys_time = 1u64 << sundial_daemon::sandbox::CAP_SYS_TIME;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let text = fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        assert!(
+            text.contains(&format!("\nUid:\t{NOBODY}\t{NOBODY}\t{NOBODY}\t{NOBODY}\n")),
+            "{text}"
+        );
+        let s = ProcStatus::parse(&text);
+        assert_eq!(
+            (s.cap_permitted, s.cap_effective),
+            (only_sys_time, only_sys_time),
+            "{text}"
+        );
+        assert!(s.no_new_privs, "{text}");
+    }
+    let sandbox = status.sandbox.expect("sandbox in status");
+    assert_eq!(sandbox.capabilities, ["cap_sys_time"], "{sandbox:?}");
+    let exit = daemon.terminate(Duration::from_secs(20));
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
 }
