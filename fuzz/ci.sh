@@ -26,7 +26,7 @@ fuzz_dir=$(pwd)
 target_dir="${target_dir:-$fuzz_dir/target-ci}"
 
 all_targets=(packet extension_fields ke_record ke_client_response ke_server_request
-    cookie_open keyset_load roundtrip server_handle refclock interleave)
+    cookie_open keyset_load roundtrip server_handle refclock interleave config)
 
 usage() {
     echo "usage: fuzz/ci.sh [TARGET_SECONDS] [TARGET...] | fuzz/ci.sh --build-only [TARGET...]" >&2
@@ -100,7 +100,11 @@ for t in "${targets[@]}"; do
     echo "== fuzz $t: ${secs}s on $seeds seed inputs"
     rc=0
     # The outer timeout only guards against libFuzzer itself not stopping.
-    timeout -k 10 $((secs + 300)) "$bin_dir/$t" "$corpus" \
+    # A target with a dictionary (fuzz/<target>.dict: the config file's key
+    # names) gets it, as `cargo fuzz run <target> -- -dict=...` would.
+    dict=()
+    [ -f "$t.dict" ] && dict=(-dict="$t.dict")
+    timeout -k 10 $((secs + 300)) "$bin_dir/$t" "$corpus" "${dict[@]}" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$art/" -print_final_stats=1 >"$log" 2>&1 || rc=$?
 

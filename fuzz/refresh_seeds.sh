@@ -15,7 +15,7 @@ if [ $# -gt 0 ]; then
     targets=("$@")
 else
     targets=(packet extension_fields ke_record ke_client_response ke_server_request
-        cookie_open keyset_load roundtrip server_handle refclock)
+        cookie_open keyset_load roundtrip server_handle refclock interleave config)
 fi
 
 bin_dir=$(./ci.sh --build-only "${targets[@]}" | tail -1)

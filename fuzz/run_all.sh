@@ -8,12 +8,14 @@ secs="${1:-300}"
 log_dir="${LOG_DIR:-target/fuzz-logs}"
 mkdir -p "$log_dir"
 targets=(packet extension_fields ke_record ke_client_response ke_server_request
-    cookie_open keyset_load roundtrip server_handle refclock)
+    cookie_open keyset_load roundtrip server_handle refclock interleave config)
 
 cargo +nightly fuzz build
 run_lane() {
     for t in "$@"; do
-        nice -n 10 cargo +nightly fuzz run "$t" -- -max_total_time="$secs" \
+        dict=()
+        [ -f "$t.dict" ] && dict=(-dict="$t.dict")
+        nice -n 10 cargo +nightly fuzz run "$t" -- "${dict[@]}" -max_total_time="$secs" \
             -print_final_stats=1 >"$log_dir/$t.log" 2>&1 || echo "$t: FAILED (see $log_dir/$t.log)"
     done
 }
