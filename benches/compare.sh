@@ -33,21 +33,8 @@ NTPD_RS=${NTPD_RS:-$(command -v ntp-daemon || echo /tmp/ntpd-rs/bin/ntp-daemon)}
 CHRONYD=${CHRONYD:-$(command -v chronyd || echo /usr/sbin/chronyd)}
 mkdir -p "$OUT"
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-if [ -z "${SUNDIAL:-}" ]; then
-    echo "# building sundial (release)" >&2
-    (cd "$ROOT" && cargo build --release -q -p sundial)
-    SUNDIAL=$ROOT/target/release/sundial
-fi
-"$SUNDIAL" ca --hostname localhost --ip 127.0.0.1 --out "$OUT/ca" --force >/dev/null
-CA=$OUT/ca/ca.pem CHAIN=$OUT/ca/server-chain.pem KEY=$OUT/ca/server.key
-
 . "$ROOT/benches/lib.sh"
+setup_bench
 
 # start_NAME NTP_PORT KE_PORT: starts the server pinned, sets PID.
 start_sundial() {

@@ -41,21 +41,8 @@ PROBE_SECONDS=${PROBE_SECONDS:-30}
 PROBE_RATE=${PROBE_RATE:-20}
 mkdir -p "$OUT"
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-if [ -z "${SUNDIAL:-}" ]; then
-    echo "# building sundial (release)" >&2
-    (cd "$ROOT" && cargo build --release -q -p sundial)
-    SUNDIAL=$ROOT/target/release/sundial
-fi
-"$SUNDIAL" ca --hostname localhost --ip 127.0.0.1 --out "$OUT/ca" --force >/dev/null
-CA=$OUT/ca/ca.pem CHAIN=$OUT/ca/server-chain.pem KEY=$OUT/ca/server.key
-
 . "$ROOT/benches/lib.sh"
+setup_bench
 
 ntp=12390 ke=14390
 dir=$OUT/sundial; mkdir -p "$dir"

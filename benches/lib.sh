@@ -1,4 +1,19 @@
-# Shared by compare.sh and soak.sh (sourced, not run).
+# Shared by compare.sh, interleave.sh and soak.sh (sourced, not run).
+
+# setup_bench: the start every server bench shares (ROOT and OUT set):
+# kill what was started (PIDS) at exit, build sundial unless SUNDIAL names
+# a binary, and make a throwaway CA for localhost (sets CA, CHAIN, KEY).
+setup_bench() {
+    PIDS=()
+    trap 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
+    if [ -z "${SUNDIAL:-}" ]; then
+        echo "# building sundial (release)" >&2
+        (cd "$ROOT" && cargo build --release -q -p sundial)
+        SUNDIAL=$ROOT/target/release/sundial
+    fi
+    "$SUNDIAL" ca --hostname localhost --ip 127.0.0.1 --out "$OUT/ca" --force >/dev/null
+    CA=$OUT/ca/ca.pem CHAIN=$OUT/ca/server-chain.pem KEY=$OUT/ca/server.key
+}
 
 # wait_tcp PORT: until something listens on 127.0.0.1:PORT, at most 15 s.
 wait_tcp() { timeout 15 bash -c "until (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.2; done"; }

@@ -19,20 +19,16 @@ SAMPLE=${SAMPLE:-10}
 WARMUP=${WARMUP:-20}
 mkdir -p "$OUT"
 . "$ROOT/benches/lib.sh"
+setup_bench
 
-if [ -z "${SUNDIAL:-}" ]; then
-    (cd "$ROOT" && cargo build --release -q -p sundial)
-    SUNDIAL=$ROOT/target/release/sundial
-fi
-"$SUNDIAL" ca --hostname localhost --ip 127.0.0.1 --out "$OUT/ca" --force >/dev/null
-write_ntp_toml "$OUT/ntp.toml" 12399 14699 "$OUT/ca/server-chain.pem" "$OUT/ca/server.key" "$OUT"
+write_ntp_toml "$OUT/ntp.toml" 12399 14699 "$CHAIN" "$KEY" "$OUT"
 taskset -c "$SERVER_CORE" "$SUNDIAL" run --observe -c "$OUT/ntp.toml" 2> "$OUT/server.log" &
 PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
+PIDS+=("$PID")
 wait_tcp 14699
 
 timeout $((SECONDS_TOTAL + 120)) taskset -c "$GEN_CORE" "$SUNDIAL" bench nts \
-    --server 127.0.0.1:12399 --ke 127.0.0.1:14699 --ca "$OUT/ca/ca.pem" \
+    --server 127.0.0.1:12399 --ke 127.0.0.1:14699 --ca "$CA" \
     --rate "$RATE" --duration "$SECONDS_TOTAL" --server-pid "$PID" > "$OUT/bench.txt" &
 BENCH=$!
 start=$(date +%s)
