@@ -86,12 +86,12 @@ fn start(
 impl Server {
     fn status_until(&self, what: &str, check: impl Fn(&Status) -> bool) -> Status {
         poll_until(PATIENCE, POLL, || {
-            pebble::status(&self.socket).filter(|s| check(s))
+            common::status(&self.socket).filter(|s| check(s))
         })
         .unwrap_or_else(|| {
             panic!(
                 "status never showed {what}: {:?}",
-                pebble::status(&self.socket)
+                common::status(&self.socket)
             )
         })
     }
@@ -114,7 +114,7 @@ impl Server {
     }
 
     fn guard_alive(&self) -> bool {
-        pebble::status(&self.socket).is_some()
+        common::status(&self.socket).is_some()
     }
 
     fn log_text(&self) -> String {
@@ -281,7 +281,7 @@ fn a_failing_ca_leaves_the_old_certificate_serving_and_retries_back_off() {
     assert!(ca.guard.terminate(Duration::from_secs(20)).is_some());
     let mut delays: BTreeMap<u32, u64> = BTreeMap::new();
     poll_until(PATIENCE, Duration::from_millis(50), || {
-        let acme = Server::acme(&pebble::status(&server.socket)?);
+        let acme = Server::acme(&common::status(&server.socket)?);
         if let Some(delay) = acme.retry_delay_ms {
             delays.entry(acme.consecutive_failures).or_insert(delay);
         }
@@ -307,7 +307,7 @@ fn a_failing_ca_leaves_the_old_certificate_serving_and_retries_back_off() {
         served
     );
     serves_nts(&server, &root);
-    let status = pebble::status(&server.socket).unwrap();
+    let status = common::status(&server.socket).unwrap();
     let acme = Server::acme(&status);
     assert!(
         acme.last_error.is_some() && acme.renewals_failed >= 4,
@@ -374,7 +374,7 @@ fn tls_alpn_01_issuance_and_garbage_on_the_challenge_port() {
         pebble::served_leaf(server.challenge, &root).is_err(),
         "the challenge port must not hand out a certificate to an ordinary client"
     );
-    let before = pebble::status(&server.socket).unwrap();
+    let before = common::status(&server.socket).unwrap();
     assert!(before.nts_ke_servers[0].acme.is_some());
 
     // The listener still answers real validations: a renewal succeeds.

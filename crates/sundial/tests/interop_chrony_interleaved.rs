@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use sundial_daemon::status::{SourceState, Status};
+use sundial_daemon::status::SourceState;
 
 use common::chrony::{self, Chronyd};
 use common::{TempDir, ca, free_tcp_port, free_udp_port, poll_until, wait_for_tcp};
@@ -30,15 +30,6 @@ const POLL: Duration = Duration::from_millis(200);
 /// or a whole exchange).
 const SANE_OFFSET: f64 = 0.001;
 const SANE_DELAY: f64 = 0.005;
-
-fn status(socket: &std::path::Path) -> Option<Status> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
 
 fn fail(chronyd: &Chronyd, message: &str) -> ! {
     eprintln!("{}", chronyd.report());
@@ -87,7 +78,7 @@ fn chrony_with_xleave_gets_interleaved_nts_answers_from_sundial() {
         "delay {}",
         data.delay
     );
-    let status = status(&socket).expect("sundial status");
+    let status = common::status(&socket).expect("sundial status");
     let server = &status.ntp_servers[0];
     assert!(server.interleaved >= 3, "{server:?}");
     assert!(
@@ -129,7 +120,7 @@ fn sundial_interleaves_with_chronyd_and_agrees_with_basic_mode() {
     );
     let (_sundial, log) = common::start_sundial(&dir, "client", &config, true);
     let status = poll_until(Duration::from_secs(40), POLL, || {
-        let status = status(&socket)?;
+        let status = common::status(&socket)?;
         let (xleave, basic) = (status.sources.first()?, status.sources.get(1)?);
         let ready = xleave.interleave == "interleaved"
             && xleave.counters.interleaved_samples >= 5
@@ -142,7 +133,7 @@ fn sundial_interleaves_with_chronyd_and_agrees_with_basic_mode() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         panic!(
             "sundial never showed an interleaved source:\n{:#?}\n{text}",
-            status(&socket)
+            common::status(&socket)
         )
     });
     let (xleave, basic) = (&status.sources[0], &status.sources[1]);

@@ -8,9 +8,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use std::process::Command;
-
-use sundial_daemon::status::{SourceState, Status};
+use sundial_daemon::status::SourceState;
 use sundial_proto::ntp::packet::{LeapIndicator, NtpHeader};
 use sundial_proto::ntp::timestamp::NtpTimestamp;
 
@@ -77,12 +75,7 @@ fn sundial_synchronizes_to_chronyd_over_nts_without_touching_the_clock() {
     // `sundial status` shows the source over NTS: selected, 8 cookies after
     // the placeholders refilled the jar, the AEAD, an offset within 1 ms.
     let status = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
-            .args(["status", "--json", "--socket"])
-            .arg(&socket)
-            .output()
-            .ok()?;
-        let status: Status = serde_json::from_slice(&out.stdout).ok()?;
+        let status = common::status(&socket)?;
         let source = status.sources.first()?;
         (source.state == SourceState::Selected
             && source.mode == "nts"

@@ -100,20 +100,11 @@ impl Drop for Gpsd {
     }
 }
 
-fn status(socket: &Path) -> Option<Status> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 /// Polls the status until `check` accepts it (30 s at most).
 fn status_until(socket: &Path, what: &str, check: impl Fn(&Status) -> bool) -> Status {
     let mut last = None;
     let found = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        let s = status(socket)?;
+        let s = common::status(socket)?;
         let ok = check(&s);
         last = Some(s.clone());
         ok.then_some(s)

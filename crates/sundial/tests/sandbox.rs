@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use common::{TempDir, ca, free_tcp_port, free_udp_port, poll_until, wait_for_tcp};
 use sundial_daemon::sandbox::ProcStatus;
-use sundial_daemon::status::Status;
 
 const NOBODY: u32 = 65534;
 
@@ -53,17 +52,6 @@ fn repoint(link: &Path, target: &Path) {
     let _ = fs::remove_file(&tmp);
     symlink(target, &tmp).unwrap();
     fs::rename(&tmp, link).unwrap();
-}
-
-fn status_json(socket: &Path) -> Option<Status> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).expect("status --json is a Status"))
 }
 
 fn log_has(log: &Path, what: &str, count: usize) -> bool {
@@ -126,7 +114,7 @@ fn started_as_root_it_ends_up_unprivileged_sandboxed_and_still_works() {
         "the KE port never opened"
     );
     let status = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        status_json(&socket).filter(|s| s.sandbox.is_some())
+        common::status(&socket).filter(|s| s.sandbox.is_some())
     })
     .expect("status never showed the sandbox");
 
@@ -187,7 +175,7 @@ fn started_as_root_it_ends_up_unprivileged_sandboxed_and_still_works() {
     let stored = keys.join("ntskeys");
     let first_id = status.keyset.as_ref().map(|k| k.current_key_id);
     let rotated = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        let id = status_json(&socket)?.keyset?.current_key_id;
+        let id = common::status(&socket)?.keyset?.current_key_id;
         (Some(id) != first_id).then_some(id)
     });
     assert!(rotated.is_some(), "no key rotation seen");
@@ -358,7 +346,7 @@ fn steering_it_keeps_cap_sys_time_and_nothing_else() {
     );
     let pid = daemon.id();
     let status = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        status_json(&socket).filter(|s| s.sandbox.is_some())
+        common::status(&socket).filter(|s| s.sandbox.is_some())
     })
     .unwrap_or_else(|| {
         panic!(

@@ -276,3 +276,17 @@ pub fn nts_server_config(
         dir.join("ntskeys").display()
     )
 }
+
+/// `sundial status --json --socket PATH`, parsed; `None` while it fails.
+pub fn status(socket: &Path) -> Option<sundial_daemon::status::Status> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}

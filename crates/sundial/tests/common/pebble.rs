@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use sundial_daemon::status::Status;
 
 use super::{ChildGuard, TempDir, ca, free_tcp_port, poll_until, wait_for_tcp};
 
@@ -202,18 +201,4 @@ pub fn served_leaf(addr: SocketAddr, ca: &Path) -> Result<Vec<u8>, String> {
         .ok_or("no certificate")?
         .to_vec();
     Ok(leaf)
-}
-
-/// `sundial status --json --socket PATH`, parsed; `None` while it fails.
-pub fn status(socket: &Path) -> Option<Status> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sundial"))
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
 }
