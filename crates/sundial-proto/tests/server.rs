@@ -303,83 +303,36 @@ fn malformed_nts_requests_are_dropped_with_their_reason() {
     let c = cookie(&nts.keyset, &nts.keys, &mut rng);
     let uid = nts.uid.to_vec();
     let n16 = [5u8; 16];
+    // The usual nonce, no padding, nothing after the authenticator.
+    let with = |fields: &[(FieldType, Vec<u8>)]| custom_request(&nts, fields, &n16, 0, None);
+    let (u, k) = (FieldType::UniqueIdentifier, FieldType::NtsCookie);
     let cases: Vec<(Vec<u8>, NtsDrop)> = vec![
+        (with(&[(k, c.clone())]), NtsDrop::NoUniqueId),
         (
-            custom_request(&nts, &[(FieldType::NtsCookie, c.clone())], &n16, 0, None),
-            NtsDrop::NoUniqueId,
-        ),
-        (
-            custom_request(
-                &nts,
-                &[
-                    (FieldType::UniqueIdentifier, uid.clone()),
-                    (FieldType::UniqueIdentifier, uid.clone()),
-                    (FieldType::NtsCookie, c.clone()),
-                ],
-                &n16,
-                0,
-                None,
-            ),
+            with(&[(u, uid.clone()), (u, uid.clone()), (k, c.clone())]),
             NtsDrop::DuplicateUniqueId,
         ),
         (
-            custom_request(
-                &nts,
-                &[
-                    (FieldType::UniqueIdentifier, vec![1; 16]),
-                    (FieldType::NtsCookie, c.clone()),
-                ],
-                &n16,
-                0,
-                None,
-            ),
+            with(&[(u, vec![1; 16]), (k, c.clone())]),
             NtsDrop::ShortUniqueId,
         ),
+        (with(&[(u, uid.clone())]), NtsDrop::NoCookie),
         (
-            custom_request(
-                &nts,
-                &[(FieldType::UniqueIdentifier, uid.clone())],
-                &n16,
-                0,
-                None,
-            ),
-            NtsDrop::NoCookie,
-        ),
-        (
-            custom_request(
-                &nts,
-                &[
-                    (FieldType::UniqueIdentifier, uid.clone()),
-                    (FieldType::NtsCookie, c.clone()),
-                    (FieldType::NtsCookie, c.clone()),
-                ],
-                &n16,
-                0,
-                None,
-            ),
+            with(&[(u, uid.clone()), (k, c.clone()), (k, c.clone())]),
             NtsDrop::SeveralCookies,
         ),
         (
-            custom_request(
-                &nts,
-                &[
-                    (FieldType::UniqueIdentifier, uid.clone()),
-                    (FieldType::NtsCookie, c.clone()),
-                    (FieldType::CookiePlaceholder, vec![0; c.len() - 4]),
-                ],
-                &n16,
-                0,
-                None,
-            ),
+            with(&[
+                (u, uid.clone()),
+                (k, c.clone()),
+                (FieldType::CookiePlaceholder, vec![0; c.len() - 4]),
+            ]),
             NtsDrop::PlaceholderSize,
         ),
         (
             custom_request(
                 &nts,
-                &[
-                    (FieldType::UniqueIdentifier, uid.clone()),
-                    (FieldType::NtsCookie, c.clone()),
-                ],
+                &[(u, uid.clone()), (k, c.clone())],
                 &[5u8; 8],
                 0,
                 None,
@@ -389,10 +342,7 @@ fn malformed_nts_requests_are_dropped_with_their_reason() {
         (
             custom_request(
                 &nts,
-                &[
-                    (FieldType::UniqueIdentifier, uid.clone()),
-                    (FieldType::NtsCookie, c.clone()),
-                ],
+                &[(u, uid.clone()), (k, c.clone())],
                 &n16,
                 0,
                 Some((FieldType::Unknown(0x7000), vec![0; 12])),
