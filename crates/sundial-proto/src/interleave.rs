@@ -17,8 +17,12 @@
 //! RFC requires so that a client tells the two kinds of answer apart.
 //!
 //! The table is a fixed array of buckets of [`WAYS`] slots, allocated once;
-//! a new entry takes an empty slot or evicts the oldest of its bucket, so
-//! memory is the same whatever the load. Each entry is bound to the client
+//! a new entry takes an empty slot or evicts the oldest of its bucket (the
+//! one with the earliest receive timestamp), so memory is the same
+//! whatever the load. A bucket is one aligned 64-byte cache line: on a
+//! busy server the table is cold by the time a client asks again, and a
+//! lookup or a save then costs one cache miss, not three. Each entry is
+//! bound to the client
 //! address it was saved for (RFC 9769 allows separating by address, never
 //! by port): a request from another address cannot read it, consume it or
 //! disable it, so the table is no probe into other clients' exchanges. It
@@ -30,8 +34,12 @@ use std::net::IpAddr;
 
 use crate::ntp::timestamp::NtpTimestamp;
 
-/// Slots per bucket.
-pub const WAYS: usize = 4;
+/// Slots per bucket: two 32-byte slots fill a cache line.
+pub const WAYS: usize = 2;
+
+/// `Slot::transmit` of an entry whose receive timestamp was sent twice
+/// (a marked transmit timestamp is even and at least 2, so never this).
+const DISABLED: u64 = 1;
 
 /// The lowest bit of a server timestamp: set in receive timestamps, clear
 /// in transmit timestamps.
@@ -77,18 +85,20 @@ pub trait PreviousTransmit {
 struct Slot {
     /// The receive timestamp sent (marked, so never zero); 0: empty.
     receive: u64,
-    /// The kernel's transmit timestamp of that answer (marked); 0: not
-    /// reported (yet).
+    /// The kernel's transmit timestamp of that answer (marked, at least
+    /// 2); 0: not reported (yet); [`DISABLED`]: two answers were sent with
+    /// this receive timestamp, so neither may be answered interleaved
+    /// (which transmit time would it be?).
     transmit: u64,
     /// The client's address, IPv4 as its mapped IPv6 form (two words, so
-    /// that a slot is 40 bytes, not 48 with a u128's alignment).
+    /// that a slot is 32 bytes, not 48 with a u128's alignment).
     client: [u64; 2],
-    /// Insertion order, for eviction of the oldest.
-    stamp: u32,
-    /// Two answers were sent with this receive timestamp: neither may be
-    /// answered interleaved (which transmit time would it be?).
-    disabled: bool,
 }
+
+/// One cache line of slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Bucket([Slot; WAYS]);
 
 /// What [`InterleaveTable::save`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,11 +117,10 @@ pub enum Saved {
 /// The server's fixed-size table of (receive, transmit) pairs.
 #[derive(Clone)]
 pub struct InterleaveTable {
-    slots: Box<[Slot]>,
+    buckets: Box<[Bucket]>,
     /// Buckets - 1 (a power of two).
     mask: u64,
     bucket_bits: u32,
-    stamp: u32,
 }
 
 impl std::fmt::Debug for InterleaveTable {
@@ -137,23 +146,26 @@ impl InterleaveTable {
     pub fn with_capacity(entries: usize) -> Self {
         let buckets = entries.div_ceil(WAYS).max(1).next_power_of_two();
         Self {
-            slots: vec![Slot::default(); buckets * WAYS].into_boxed_slice(),
+            buckets: vec![Bucket::default(); buckets].into_boxed_slice(),
             mask: buckets as u64 - 1,
             bucket_bits: buckets.trailing_zeros(),
-            stamp: 0,
         }
     }
 
     /// Entries the table can hold.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.buckets.len() * WAYS
     }
 
     /// Entries held now (a scan: for tests and status, not per packet).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.receive != 0).count()
+        self.buckets
+            .iter()
+            .flat_map(|b| &b.0)
+            .filter(|s| s.receive != 0)
+            .count()
     }
 
     #[must_use]
@@ -169,8 +181,10 @@ impl InterleaveTable {
         } else {
             (hash >> (64 - self.bucket_bits)) & self.mask
         };
-        let start = index as usize * WAYS;
-        self.slots.get_mut(start..start + WAYS).unwrap_or_default()
+        match self.buckets.get_mut(index as usize) {
+            Some(bucket) => &mut bucket.0,
+            None => &mut [],
+        }
     }
 
     /// Remembers an answer sent with receive timestamp `receive` (as sent,
@@ -197,28 +211,25 @@ impl InterleaveTable {
         if receive == 0 {
             return Saved::Ignored;
         }
-        self.stamp = self.stamp.wrapping_add(1);
-        let stamp = self.stamp;
         let bucket = self.bucket(receive);
         if let Some(existing) = bucket.iter_mut().find(|s| s.receive == receive) {
-            existing.disabled = true;
+            existing.transmit = DISABLED;
             return Saved::Collision;
         }
         let entry = Slot {
             receive,
             transmit,
             client: client_key(client),
-            stamp,
-            disabled: false,
         };
         if let Some(empty) = bucket.iter_mut().find(|s| s.receive == 0) {
             *empty = entry;
             return Saved::New;
         }
-        // The oldest by insertion order, wrap-around included.
+        // The oldest: the receive timestamp furthest behind this one, era
+        // wrap-around included.
         let oldest = bucket
             .iter_mut()
-            .max_by_key(|s| stamp.wrapping_sub(s.stamp));
+            .max_by_key(|s| receive.wrapping_sub(s.receive));
         match oldest {
             Some(slot) => {
                 *slot = entry;
@@ -237,7 +248,7 @@ impl InterleaveTable {
         }
         let bucket = self.bucket(receive);
         match bucket.iter_mut().find(|s| s.receive == receive) {
-            Some(slot) if !slot.disabled => {
+            Some(slot) if slot.transmit != DISABLED => {
                 // Never zero, which would read as "not reported".
                 slot.transmit = mark_transmit(transmit).to_bits().max(2);
                 true
@@ -260,7 +271,7 @@ impl InterleaveTable {
             .find(|s| s.receive == origin && s.client == client)?;
         let found = *slot;
         *slot = Slot::default();
-        if found.disabled || found.transmit == 0 {
+        if found.transmit == DISABLED || found.transmit == 0 {
             return None;
         }
         Some(NtpTimestamp::from_bits(found.transmit))
@@ -361,7 +372,9 @@ mod tests {
             table.take(ts(11 << 32), A),
             Some(NtpTimestamp::from_bits(12 << 32))
         );
-        assert_eq!(std::mem::size_of::<Slot>(), 40);
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
     }
 
     #[test]
