@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::pebble::{self, Pebble};
-use common::{ChildGuard, TempDir, free_tcp_port, free_udp_port, poll_until};
+use common::{ChildGuard, TempDir, free_tcp_port, free_udp_port, poll_until, wait_for_tcp};
 use sundial_daemon::status::Status;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -103,14 +103,18 @@ impl Server {
             .expect("the KE server reports ACME")
     }
 
+    /// Status shows `n` certificates obtained, and the KE listener is up
+    /// (status says so a moment before it is).
     fn obtained(&self, n: u64) -> Status {
-        self.status_until(&format!("{n} certificate(s) obtained"), |s| {
+        let status = self.status_until(&format!("{n} certificate(s) obtained"), |s| {
             s.nts_ke_servers[0].certificate_subject.is_some()
                 && s.nts_ke_servers[0]
                     .acme
                     .as_ref()
                     .is_some_and(|a| a.renewals_succeeded >= n)
-        })
+        });
+        assert!(wait_for_tcp(self.ke, PATIENCE), "the KE port never opened");
+        status
     }
 
     fn guard_alive(&self) -> bool {
@@ -184,7 +188,14 @@ fn first_issuance_then_a_restart_reuses_the_stored_certificate() {
 
     let served = pebble::served_leaf(server.ke, &root).expect("a handshake");
     assert!(server.guard.terminate(Duration::from_secs(20)).is_some());
-    assert!(server.log_text().contains("placing an ACME order"));
+    let log = server.log_text();
+    assert!(log.contains("placing an ACME order"), "{log}");
+    // Dropped to its own user, it still reads Pebble's CA at every order,
+    // and warns of nothing it cannot read.
+    assert!(
+        !log.contains("not readable after the privilege drop"),
+        "{log}"
+    );
 
     // Restart: the stored certificate is served at once, no new order.
     let again = start(&dir, "sundial-again", cfg, &[]);
@@ -197,6 +208,8 @@ fn first_issuance_then_a_restart_reuses_the_stored_certificate() {
         (0, 0),
         "{acme:?}"
     );
+    // Status reports the certificate a moment before the listener is up.
+    assert!(wait_for_tcp(again.ke, PATIENCE), "the KE port never opened");
     assert_eq!(
         pebble::served_leaf(again.ke, &root).expect("a handshake"),
         served

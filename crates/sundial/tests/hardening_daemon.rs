@@ -40,14 +40,17 @@ fn setup_with(dir: &TempDir, keyfile: &Path, ke_extra: &str) -> Daemon {
     let ntp: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
     let config = dir.write(
         "sundial.toml",
-        &format!(
-            "[[server]]\nlisten = \"{ntp}\"\n\n[[nts-ke-server]]\nlisten = \"{ke}\"\n\
+        &common::unprivileged(
+            dir,
+            &format!(
+                "[[server]]\nlisten = \"{ntp}\"\n\n[[nts-ke-server]]\nlisten = \"{ke}\"\n\
              certificate-chain-path = \"{}\"\nprivate-key-path = \"{}\"\n{ke_extra}\n\
              [keyset]\nkey-storage-path = \"{}\"\nkey-rotation-interval = 1\n\
              stale-key-count = {STALE_KEYS}\n\n[synchronization]\nlocal-stratum = 1\n",
-            certs.chain.display(),
-            certs.key.display(),
-            keyfile.display()
+                certs.chain.display(),
+                certs.key.display(),
+                keyfile.display()
+            ),
         ),
     );
     std::fs::write(dir.join("ca.path"), certs.ca.display().to_string()).unwrap();

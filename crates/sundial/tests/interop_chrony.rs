@@ -115,10 +115,14 @@ fn chrony_gets_nts_time_from_sundial_and_keeps_its_cookies_across_a_restart() {
     let ntp_port = common::free_udp_port();
     let ke_port = common::free_tcp_port();
     let ke_addr = SocketAddr::from(([127, 0, 0, 1], ke_port));
+    // Written last, when the certificates it names exist: started as
+    // root, the daemon drops to `nobody` (see common::unprivileged).
     let config = dir.write(
         "sundial.toml",
-        &format!(
-            "[[server]]\n\
+        &common::unprivileged(
+            &dir,
+            &format!(
+                "[[server]]\n\
              listen = \"127.0.0.1:{ntp_port}\"\n\
              \n\
              [[nts-ke-server]]\n\
@@ -134,9 +138,10 @@ fn chrony_gets_nts_time_from_sundial_and_keeps_its_cookies_across_a_restart() {
              \n\
              [observability]\n\
              ansi-colors = false\n",
-            chain = certs.chain.display(),
-            key = certs.key.display(),
-            keys = key_file.display(),
+                chain = certs.chain.display(),
+                key = certs.key.display(),
+                keys = key_file.display(),
+            ),
         ),
     );
 

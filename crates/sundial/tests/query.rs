@@ -52,7 +52,7 @@ fn assert_exit(output: &Output, code: i32) {
 fn start_server(dir: &TempDir, certs: &ca::CertFiles) -> (ChildGuard, u16, u16) {
     let (ke_port, ntp_port) = (free_tcp_port(), free_udp_port());
     let config = common::nts_server_config(dir, certs, ntp_port, ke_port);
-    let path = dir.write("server.toml", &config);
+    let path = dir.write("server.toml", &common::unprivileged(dir, &config));
     let log = dir.join("server.log");
     let child = Command::new(env!("CARGO_BIN_EXE_sundial"))
         .args(["run", "-c"])

@@ -20,10 +20,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TempDir, ca, free_tcp_port, free_udp_port, poll_until, wait_for_tcp};
+use common::{NOBODY, TempDir, ca, free_tcp_port, free_udp_port, poll_until, wait_for_tcp};
 use sundial_daemon::sandbox::ProcStatus;
-
-const NOBODY: u32 = 65534;
 
 fn euid_is_root() -> bool {
     ProcStatus::read_self().is_ok_and(|s| s.uid == 0)

@@ -232,14 +232,26 @@ fn hand_over_dirs(config: &Config, user: Option<&User>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Certificates and keys are read again on reload: say now, not at the
-/// first renewal, when the new user cannot read them.
+/// Certificates and keys are read again on reload, and an ACME server's
+/// CA file at every order: say now, not at the first renewal, when the new
+/// user cannot read them. (ACME's own certificate lives in its state
+/// directory, which the daemon owns, and may not exist yet.)
 fn check_still_readable(config: &Config) {
     for ke in &config.nts_ke_servers {
-        for path in [&ke.certificate_chain_path, &ke.private_key_path] {
+        let (paths, fails) = match &ke.acme {
+            Some(acme) => (
+                acme.ca_certificate.iter().collect::<Vec<_>>(),
+                "ACME orders will fail",
+            ),
+            None => (
+                vec![&ke.certificate_chain_path, &ke.private_key_path],
+                "certificate reloads will fail",
+            ),
+        };
+        for path in paths {
             if let Err(e) = std::fs::File::open(path) {
                 tracing::warn!(
-                    "{}: not readable after the privilege drop ({e}): certificate reloads will fail; see docs/security.md for the layout",
+                    "{}: not readable after the privilege drop ({e}): {fails}; see docs/security.md for the layout",
                     path.display()
                 );
             }

@@ -230,6 +230,39 @@ pub fn start_sundial(
     start_sundial_with_env(dir, name, config, observe, &[])
 }
 
+/// The user a test daemon started as root drops to, as a packaged one
+/// drops to `sundial`.
+pub const NOBODY: u32 = 65534;
+
+/// Started as root (CI and the development machines), a test daemon runs
+/// as a real one does: it drops to a user of its own (`nobody` here; the
+/// package creates `sundial`), under the system-call filter and Landlock.
+/// What it must reach after the drop is handed to that user, as the
+/// package's directories are: the test directory itself (its key file,
+/// observation socket and configuration live there) and the files at its
+/// top (certificates and keys). Subdirectories (chronyd's among them) are
+/// left as they are. A configuration with its own `[security]` section
+/// is left alone.
+pub fn unprivileged(dir: &TempDir, config: &str) -> String {
+    use std::os::unix::fs::{MetadataExt, chown};
+    let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root || config.contains("[security]") {
+        return config.to_owned();
+    }
+    let hand_over = |path: &Path| {
+        chown(path, Some(NOBODY), Some(NOBODY))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    };
+    hand_over(dir.path());
+    for entry in fs::read_dir(dir.path()).expect("read the test directory") {
+        let entry = entry.expect("a directory entry");
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            hand_over(&entry.path());
+        }
+    }
+    format!("{config}\n[security]\nuser = \"nobody\"\n")
+}
+
 /// [`start_sundial`] with extra environment variables (test knobs).
 pub fn start_sundial_with_env(
     dir: &TempDir,
@@ -238,7 +271,8 @@ pub fn start_sundial_with_env(
     observe: bool,
     env: &[(&str, &str)],
 ) -> (ChildGuard, PathBuf) {
-    let path = dir.write(&format!("{name}.toml"), config);
+    let config = unprivileged(dir, config);
+    let path = dir.write(&format!("{name}.toml"), &config);
     let log = dir.join(format!("{name}.log"));
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sundial"));
     cmd.arg("run");

@@ -9,8 +9,10 @@
 //! generates at every start, served on its management port at
 //! `/roots/0`: that root is what an NTS client must trust.
 
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -75,6 +77,10 @@ pub fn start_at(
     env: &[(&str, &str)],
 ) -> Pebble {
     let home = dir.private_subdir(name);
+    // Open to all (its key file stays 0600): the daemon, dropped to its
+    // own user, reads ca.pem at every order, as it would from /etc.
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{}: {e}", home.display()));
     // A restart keeps the HTTPS certificate, as a real CA would.
     let certs = if home.join("ca.pem").exists() {
         ca::CertFiles {
