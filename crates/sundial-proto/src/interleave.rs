@@ -22,13 +22,13 @@
 //! whatever the load. A bucket is one aligned 64-byte cache line: on a
 //! busy server the table is cold by the time a client asks again, and a
 //! lookup or a save then costs one cache miss, not three. Each entry is
-//! bound to the client
-//! address it was saved for (RFC 9769 allows separating by address, never
-//! by port): a request from another address cannot read it, consume it or
-//! disable it, so the table is no probe into other clients' exchanges. It
-//! is used once: an interleaved answer removes its entry, and a replayed
-//! request then gets a basic answer. An interleaved answer is exactly as
-//! long as the basic one would have been: nothing here can amplify.
+//! bound to the client address it was saved for (RFC 9769 allows
+//! separating by address, never by port): a request from another address
+//! cannot read it, consume it or disable it, so the table is no probe into
+//! other clients' exchanges. It is used once: an interleaved answer
+//! removes its entry, and a replayed request then gets a basic answer. An
+//! interleaved answer is exactly as long as the basic one would have been:
+//! nothing here can amplify.
 
 use std::net::IpAddr;
 
