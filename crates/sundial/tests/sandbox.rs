@@ -7,7 +7,9 @@
 //! the configuration never named cannot be read. All of it under the
 //! system-call filter, and a call outside the filter's list ends the
 //! process. A steering daemon (its clock writes made no-ops) keeps
-//! CAP_SYS_TIME and nothing else.
+//! CAP_SYS_TIME and nothing else, whether it drops from root itself or is
+//! started unprivileged with ambient capabilities, as the systemd unit
+//! does.
 //!
 //! The first test needs root (CI and the development machines run tests as root); skips
 //! with a message otherwise.
@@ -300,19 +302,10 @@ fn a_system_call_outside_the_allow_list_ends_the_process() {
     assert!(log_has(&log, "trying execve", 1));
 }
 
-/// The one capability a steering daemon keeps. The daemon here steers (no
-/// `--observe`), but it can never change this machine's clock: its only
-/// source is a port nobody answers on, and every clock-writing libc call
-/// goes through benches/accuracy/noclockset.c (LD_PRELOAD), which turns a
-/// write into a read.
-#[test]
-fn steering_it_keeps_cap_sys_time_and_nothing_else() {
-    if !euid_is_root() {
-        eprintln!("SKIPPED: needs root to show what a steering daemon keeps");
-        return;
-    }
-    let dir = TempDir::new("sandbox-steer");
-    mode(dir.path(), 0o755);
+/// benches/accuracy/noclockset.c built into `dir`: as LD_PRELOAD, it turns
+/// every clock-writing libc call into a read, so a steering daemon under
+/// test can never change this machine's clock.
+fn clock_shim(dir: &TempDir) -> std::path::PathBuf {
     let shim = dir.join("noclockset.so");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/accuracy/noclockset.c");
     let built = Command::new("cc")
@@ -323,6 +316,12 @@ fn steering_it_keeps_cap_sys_time_and_nothing_else() {
         .status()
         .expect("run cc (the Rust toolchain's linker needs it too)");
     assert!(built.success(), "cannot build the clock shim");
+    shim
+}
+
+/// A steering client (no `--observe`) whose one source is a port nobody
+/// answers on, its status socket in `dir/run` (nobody's).
+fn steering_config(dir: &TempDir, extra: &str) -> (String, std::path::PathBuf) {
     let run = dir.join("run");
     fs::create_dir(&run).unwrap();
     chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -330,26 +329,23 @@ fn steering_it_keeps_cap_sys_time_and_nothing_else() {
     let config = format!(
         "[[source]]\nmode = \"server\"\naddress = \"127.0.0.1:{}\"\n\n\
          [synchronization]\nminimum-agreeing-sources = 1\n\n\
-         [observability]\nobservation-path = \"{}\"\n\n\
-         [security]\nuser = \"nobody\"\n",
+         [observability]\nobservation-path = \"{}\"\n{extra}",
         free_udp_port(),
         socket.display(),
     );
-    let (mut daemon, log) = common::start_sundial_with_env(
-        &dir,
-        "steering",
-        &config,
-        false,
-        &[("LD_PRELOAD", shim.to_str().unwrap())],
-    );
-    let pid = daemon.id();
+    (config, socket)
+}
+
+/// Every thread of `pid` is nobody with exactly CAP_SYS_TIME and
+/// no-new-privs, runs with the shim loaded, and status says the same.
+fn assert_only_sys_time(pid: u32, socket: &Path, log: &Path) {
     let status = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        common::status(&socket).filter(|s| s.sandbox.is_some())
+        common::status(socket).filter(|s| s.sandbox.is_some())
     })
     .unwrap_or_else(|| {
         panic!(
             "status never showed the sandbox: {}",
-            fs::read_to_string(&log).unwrap_or_default()
+            fs::read_to_string(log).unwrap_or_default()
         )
     });
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
@@ -370,7 +366,75 @@ fn steering_it_keeps_cap_sys_time_and_nothing_else() {
         assert!(s.no_new_privs, "{text}");
     }
     let sandbox = status.sandbox.expect("sandbox in status");
+    assert_eq!(sandbox.user, "nobody", "{sandbox:?}");
     assert_eq!(sandbox.capabilities, ["cap_sys_time"], "{sandbox:?}");
+    // The start-up log says what it holds.
+    assert!(
+        log_has(log, "privileges dropped user=nobody", 1)
+            && log_has(log, "capabilities=[\"cap_sys_time\"]", 1),
+        "{}",
+        fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// The one capability a steering daemon keeps. The daemon here steers (no
+/// `--observe`), but it can never change this machine's clock: its only
+/// source is a port nobody answers on, and every clock-writing libc call
+/// goes through [`clock_shim`].
+#[test]
+fn steering_it_keeps_cap_sys_time_and_nothing_else() {
+    if !euid_is_root() {
+        eprintln!("SKIPPED: needs root to show what a steering daemon keeps");
+        return;
+    }
+    let dir = TempDir::new("sandbox-steer");
+    mode(dir.path(), 0o755);
+    let shim = clock_shim(&dir);
+    let (config, socket) = steering_config(&dir, "\n[security]\nuser = \"nobody\"\n");
+    let (mut daemon, log) = common::start_sundial_with_env(
+        &dir,
+        "steering",
+        &config,
+        false,
+        &[("LD_PRELOAD", shim.to_str().unwrap())],
+    );
+    assert_only_sys_time(daemon.id(), &socket, &log);
+    let exit = daemon.terminate(Duration::from_secs(20));
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+}
+
+/// Started as packaging/sundial.service starts it: already its own user
+/// (nobody here), with CAP_SYS_TIME and CAP_NET_BIND_SERVICE as ambient
+/// capabilities, no-new-privs set (`setpriv` plays systemd). It keeps
+/// CAP_SYS_TIME, drops the other once its sockets are bound, and logs and
+/// reports what it holds.
+#[test]
+fn started_unprivileged_by_the_unit_it_keeps_only_what_it_needs() {
+    if !euid_is_root() {
+        eprintln!("SKIPPED: needs root to start the daemon as another user");
+        return;
+    }
+    let dir = TempDir::new("sandbox-unit");
+    mode(dir.path(), 0o755);
+    let shim = clock_shim(&dir);
+    let (config, socket) = steering_config(&dir, "");
+    let config = dir.write("sundial.toml", &config);
+    let log = dir.join("sundial.log");
+    let caps = "+sys_time,+net_bind_service";
+    let child = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .args(["--inh-caps", caps, "--ambient-caps", caps])
+        .args(["--bounding-set", &format!("-all,{caps}"), "--no-new-privs"])
+        .arg(env!("CARGO_BIN_EXE_sundial"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("LD_PRELOAD", &shim)
+        .env("RUST_LOG", "info")
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run setpriv (util-linux)");
+    let mut daemon = common::ChildGuard::new("sundial run (as the unit)", child, vec![log.clone()]);
+    assert_only_sys_time(daemon.id(), &socket, &log);
     let exit = daemon.terminate(Duration::from_secs(20));
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
 }
