@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs inside the throwaway root that packaging/check-deb.sh makes (an
 # overlay of the machine's own / in a private mount namespace, chrooted):
-# installs the package, upgrades it, removes and purges it, and checks each
+# installs the package (apt install, as docs/operations.md does), upgrades
+# it the same way, removes and purges it, and checks each
 # step. Nothing here reaches the real system: every write lands in the
 # overlay, /run is an empty tmpfs (no systemd to talk to), and policy-rc.d
 # forbids every service start.
@@ -11,6 +12,16 @@ deb=$1
 upgrade=$2
 fail() { echo "check-deb: $*" >&2; exit 1; }
 installed() { [ "$(dpkg-query -W -f '${db:Status-Status}' sundial 2>/dev/null)" = installed ]; }
+# As docs/operations.md installs and upgrades: `apt install ./sundial_*.deb`
+# (apt resolves the dependencies from what is installed; nothing is
+# downloaded). dpkg where the root has no apt.
+apt_install() {
+    if command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" </dev/null
+    else
+        dpkg -i "$1" </dev/null
+    fi
+}
 
 [ -x /usr/sbin/policy-rc.d ] || fail "no policy-rc.d guard in the throwaway root"
 [ ! -d /run/systemd/system ] || fail "/run/systemd/system exists: not a throwaway root"
@@ -29,7 +40,7 @@ for other in chrony ntp ntpsec openntpd systemd-timesyncd; do
 done
 
 echo "== install"
-dpkg -i "$deb" </dev/null
+apt_install "$deb"
 installed || fail "not installed"
 for path in \
     /usr/bin/sundial \
@@ -69,7 +80,7 @@ echo "== upgrade keeps a changed config and the key storage"
 echo "# changed by the administrator" >> /etc/sundial/ntp.toml
 mkdir -p /var/lib/sundial
 echo "keys" > /var/lib/sundial/ntskeys
-dpkg -i "$upgrade" </dev/null
+apt_install "$upgrade"
 [ "$(dpkg-query -W -f '${Version}' sundial)" = "$(dpkg-deb -f "$upgrade" Version)" ] || fail "not upgraded"
 grep -q "changed by the administrator" /etc/sundial/ntp.toml || fail "the upgrade replaced a changed config"
 [ "$(cat /var/lib/sundial/ntskeys)" = keys ] || fail "the upgrade lost the key storage"
