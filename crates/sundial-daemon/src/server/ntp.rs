@@ -542,10 +542,19 @@ impl Worker {
         }
     }
 
-    fn flush(&self, fd: RawFd, tx: &mut TxBatch, stamped: Option<&mut Stamped>, tally: &mut Tally) {
+    fn flush(
+        &self,
+        fd: RawFd,
+        tx: &mut TxBatch,
+        mut stamped: Option<&mut Stamped>,
+        tally: &mut Tally,
+    ) {
         // Count before sending: a client holding its answer finds it counted.
         tally.flush(&self.stats);
         if !tx.is_empty() {
+            if let Some(st) = stamped.as_deref_mut() {
+                st.stamps.before_unstamped(self.socket.as_fd());
+            }
             let sent = tx.flush(fd);
             tally.send_errors += sent.failed;
         }
