@@ -30,7 +30,6 @@ KE_CONNECTIONS=${KE_CONNECTIONS:-8}
 SERVERS=${SERVERS:-"sundial chrony ntpd-rs"}
 CEILING=${CEILING:-1}
 NTPD_RS=${NTPD_RS:-$(command -v ntp-daemon || echo /tmp/ntpd-rs/bin/ntp-daemon)}
-CHRONYD=${CHRONYD:-$(command -v chronyd || echo /usr/sbin/chronyd)}
 mkdir -p "$OUT"
 
 . "$ROOT/benches/lib.sh"
@@ -44,26 +43,7 @@ start_sundial() {
     PID=$!
 }
 
-start_chrony() {
-    local dir=$OUT/chrony; mkdir -p "$dir/run" "$dir/nts" "$dir/log"; chmod 700 "$dir/run"
-    cat > "$dir/chrony.conf" <<EOF
-bindaddress 127.0.0.1
-port $1
-allow 127.0.0.0/8
-local stratum 1
-ntsport $2
-ntsservercert $CHAIN
-ntsserverkey $KEY
-ntsdumpdir $dir/nts
-ntsprocesses 1
-cmdport 0
-bindcmdaddress $dir/run/chronyd.sock
-pidfile $dir/chronyd.pid
-logdir $dir/log
-EOF
-    taskset -c "$SERVER_CORE" "$CHRONYD" -x -n -u root -L 0 -l "$dir/log/chronyd.log" -f "$dir/chrony.conf" 2> "$dir/stderr" &
-    PID=$!
-}
+start_chrony() { start_chronyd "$OUT/chrony" "$SERVER_CORE" "$1" "$2"; }
 
 start_ntpd-rs() {
     local dir=$OUT/ntpd-rs; mkdir -p "$dir"

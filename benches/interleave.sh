@@ -17,6 +17,10 @@
 #    server's transmit timestamp (T3) against the kernel's send time of the
 #    same answer, in basic mode, and T4 - T3 as the client sees it in both
 #    modes.
+# 4. For scale (CHRONY=1, the default, when chronyd is installed): the
+#    sweeps of step 1 against chronyd -x on the same core. chrony too asks
+#    the kernel for a transmit timestamp of each answer to a request whose
+#    origin has its lowest bit set, as every interleaved request here has.
 #
 # Every step is bounded by `timeout`; every process it starts is stopped
 # on exit. Raw outputs stay in $OUT.
@@ -39,6 +43,7 @@ MODES=${MODES:-"ntp nts"}
 LOAD_RATE=${LOAD_RATE:-100000}
 PROBE_SECONDS=${PROBE_SECONDS:-30}
 PROBE_RATE=${PROBE_RATE:-20}
+CHRONY=${CHRONY:-1}
 mkdir -p "$OUT"
 
 . "$ROOT/benches/lib.sh"
@@ -103,9 +108,29 @@ bench xleave --server "127.0.0.1:$ntp" --duration "$PROBE_SECONDS" --rate "$PROB
 wait "$LOAD" || true
 cat "$OUT/load.txt" >&2
 
+if [ "$CHRONY" = 1 ] && [ -x "$CHRONYD" ]; then
+    start_chronyd "$OUT/chrony" "$SERVER_CORE" "$((ntp + 2))" "$((ke + 2))"
+    PIDS+=("$PID")
+    wait_tcp "$((ke + 2))"
+    sleep 1
+    for mode in $MODES; do
+        extra=()
+        [ "$mode" = nts ] && extra=(--ke "127.0.0.1:$((ke + 2))" --ca "$CA")
+        echo "# chronyd, $mode: basic and interleaved sweeps, $ROUNDS rounds" >&2
+        bench "$mode" --server "127.0.0.1:$((ntp + 2))" "${extra[@]}" --server-pid "$PID" \
+            --interleave-ratio --rounds "$ROUNDS" \
+            --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" \
+            | tee "$OUT/chrony-$mode-ratio.txt" >&2
+    done
+    kill "$PID"
+fi
+
 echo
 for mode in $MODES; do
     grep -h "ROUND_XLEAVE\|RESULT_XLEAVE" "$OUT/$mode-ratio.txt" "$OUT/$mode-cpu.txt" | sed "s/^/$mode /"
+    if [ -f "$OUT/chrony-$mode-ratio.txt" ]; then
+        grep -h "ROUND_XLEAVE\|RESULT_XLEAVE" "$OUT/chrony-$mode-ratio.txt" | sed "s/^/chronyd $mode /"
+    fi
 done
 cat "$OUT/basic-path.txt"
 echo "idle:"; grep -v '^#' "$OUT/probe-idle.txt"

@@ -41,3 +41,30 @@ local-stratum = 1
 log-level = "warn"
 EOF
 }
+
+CHRONYD=${CHRONYD:-$(command -v chronyd || echo /usr/sbin/chronyd)}
+
+# start_chronyd DIR CORE NTP_PORT KE_PORT: Debian's chronyd as a stratum-1
+# NTP and NTS server on loopback, pinned to CORE, always -x (it never
+# touches the clock), with the throwaway CA's certificate; sets PID.
+start_chronyd() {
+    local dir=$1
+    mkdir -p "$dir/run" "$dir/nts" "$dir/log"; chmod 700 "$dir/run"
+    cat > "$dir/chrony.conf" <<EOF
+bindaddress 127.0.0.1
+port $3
+allow 127.0.0.0/8
+local stratum 1
+ntsport $4
+ntsservercert $CHAIN
+ntsserverkey $KEY
+ntsdumpdir $dir/nts
+ntsprocesses 1
+cmdport 0
+bindcmdaddress $dir/run/chronyd.sock
+pidfile $dir/chronyd.pid
+logdir $dir/log
+EOF
+    taskset -c "$2" "$CHRONYD" -x -n -u root -L 0 -l "$dir/log/chronyd.log" -f "$dir/chrony.conf" 2> "$dir/stderr" &
+    PID=$!
+}
