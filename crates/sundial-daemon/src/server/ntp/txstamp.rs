@@ -134,6 +134,9 @@ pub struct TxStamps {
     /// A stamped send failed part-way: restart the id count once the
     /// reports of what did go out are read.
     resync_after_drain: bool,
+    /// Unstamped answers may have taken ids (timestamping could not be
+    /// switched off): no report can be matched until the count restarts.
+    ids_unknown: bool,
     headers: MultiHeaders<SockaddrStorage>,
     bufs: Box<[[u8; 64]; ERR_BATCH]>,
 }
@@ -237,6 +240,7 @@ impl TxStamps {
                     settled: 0,
                     ring: vec![Pending::default(); RING].into_boxed_slice(),
                     resync_after_drain: false,
+                    ids_unknown: false,
                     headers: err_headers(),
                     bufs: Box::new([[0u8; 64]; ERR_BATCH]),
                 });
@@ -255,11 +259,12 @@ impl TxStamps {
         if self.generating {
             // It does not fail on a socket it worked on before; if it
             // did, the flags would stay on and unstamped answers take
-            // ids: restart the count at the next drain.
+            // ids: match nothing until the count restarts at the next
+            // drain, rather than pair an answer with another's timestamp.
             if setsockopt(&fd, sockopt::Timestamping, &self.base).is_ok() {
                 self.generating = false;
             } else {
-                self.resync_after_drain = true;
+                self.ids_unknown = true;
             }
         }
     }
@@ -354,7 +359,8 @@ impl TxStamps {
                 // length for good (see batch.rs): fresh headers.
                 self.headers = err_headers();
             }
-            for (id, ts, hardware) in found.iter().take(received).flatten().copied() {
+            let matchable = if self.ids_unknown { 0 } else { received };
+            for (id, ts, hardware) in found.iter().take(matchable).flatten().copied() {
                 newest =
                     Some(newest.map_or(id, |n| if id.wrapping_sub(n) < 1 << 31 { id } else { n }));
                 let Some(slot) = self.slot(id) else {
@@ -411,7 +417,7 @@ impl TxStamps {
                 }
             }
         }
-        if self.resync_after_drain {
+        if self.resync_after_drain || self.ids_unknown {
             self.resync_after_drain = false;
             self.resync(fd, &mut outcome.missed);
         }
@@ -424,9 +430,13 @@ impl TxStamps {
         let without_id = self
             .base
             .difference(TimestampingFlag::SOF_TIMESTAMPING_OPT_ID);
-        let _ = setsockopt(&fd, sockopt::Timestamping, &without_id);
-        let _ = setsockopt(&fd, sockopt::Timestamping, &self.base);
-        self.generating = false;
+        let off = setsockopt(&fd, sockopt::Timestamping, &without_id).is_ok();
+        let restarted = off && setsockopt(&fd, sockopt::Timestamping, &self.base).is_ok();
+        // If either call failed the flags on the socket are unknown: try
+        // switching generation off again before the next unstamped send,
+        // and restart again at the next drain.
+        self.generating = !restarted;
+        self.ids_unknown = !restarted;
         for slot in self.ring.iter_mut() {
             if slot.live && !slot.captured {
                 *missed += 1;
