@@ -70,14 +70,22 @@ wait_tcp "$((ke + 1))"
 bench() { timeout 1800 taskset -c "$GEN_CORE" "$SUNDIAL" bench "$@"; }
 nts=(--ke "127.0.0.1:$ke" --ca "$CA")
 
+# sweeps MODE NTP_PORT KE_PORT PID FILE: basic then interleaved sweeps,
+# ROUNDS times, against the server on those ports; output into FILE.
+sweeps() {
+    local extra=()
+    [ "$1" = nts ] && extra=(--ke "127.0.0.1:$3" --ca "$CA")
+    bench "$1" --server "127.0.0.1:$2" "${extra[@]}" --server-pid "$4" \
+        --interleave-ratio --rounds "$ROUNDS" \
+        --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" \
+        | tee "$5" >&2
+}
+
 for mode in $MODES; do
     extra=()
     [ "$mode" = nts ] && extra=("${nts[@]}")
     echo "# $mode: basic and interleaved sweeps, $ROUNDS rounds" >&2
-    bench "$mode" --server "127.0.0.1:$ntp" "${extra[@]}" --server-pid "$PID" \
-        --interleave-ratio --rounds "$ROUNDS" \
-        --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" \
-        | tee "$OUT/$mode-ratio.txt" >&2
+    sweeps "$mode" "$ntp" "$ke" "$PID" "$OUT/$mode-ratio.txt"
     echo "# $mode: CPU per answer at $FIXED_RATE/s, basic and interleaved requests" >&2
     bench "$mode" --server "127.0.0.1:$ntp" "${extra[@]}" --server-pid "$PID" \
         --interleave-ratio --rounds "$CPU_ROUNDS" --rate "$FIXED_RATE" --duration "$FIXED_SECONDS" \
@@ -114,13 +122,8 @@ if [ "$CHRONY" = 1 ] && [ -x "$CHRONYD" ]; then
     wait_tcp "$((ke + 2))"
     sleep 1
     for mode in $MODES; do
-        extra=()
-        [ "$mode" = nts ] && extra=(--ke "127.0.0.1:$((ke + 2))" --ca "$CA")
         echo "# chronyd, $mode: basic and interleaved sweeps, $ROUNDS rounds" >&2
-        bench "$mode" --server "127.0.0.1:$((ntp + 2))" "${extra[@]}" --server-pid "$PID" \
-            --interleave-ratio --rounds "$ROUNDS" \
-            --start-rate "$START_RATE" --step "$STEP_FACTOR" --step-seconds "$STEP_SECONDS" \
-            | tee "$OUT/chrony-$mode-ratio.txt" >&2
+        sweeps "$mode" "$((ntp + 2))" "$((ke + 2))" "$PID" "$OUT/chrony-$mode-ratio.txt"
     done
     kill "$PID"
 fi

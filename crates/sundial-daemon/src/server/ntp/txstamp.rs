@@ -469,6 +469,21 @@ mod tests {
     use super::*;
     use crate::server::ntp::now_ntp;
 
+    /// Queues five 8-byte answers to `peer`, keyed by `round`; their meta.
+    fn queue_five(batch: &mut TxBatch, peer: SockaddrStorage, round: u64) -> Vec<StampMeta> {
+        (0..5u64)
+            .map(|i| {
+                batch.next_buf()[..8].copy_from_slice(&i.to_be_bytes());
+                batch.push(8, peer);
+                StampMeta {
+                    receive: NtpTimestamp::from_bits((round << 8) | (i << 1) | 1),
+                    client: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    estimate: now_ntp(),
+                }
+            })
+            .collect()
+    }
+
     /// Stamped answers get their kernel timestamp back, matched by id;
     /// answers sent without stamping use no id.
     #[test]
@@ -492,16 +507,7 @@ mod tests {
             plain.next_buf()[..4].copy_from_slice(b"none");
             plain.push(4, peer);
             plain.flush(fd_raw(fd));
-            let mut meta = Vec::new();
-            for i in 0..5u64 {
-                batch.next_buf()[..8].copy_from_slice(&i.to_be_bytes());
-                meta.push(StampMeta {
-                    receive: NtpTimestamp::from_bits((round << 8) | (i << 1) | 1),
-                    client: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                    estimate: now_ntp(),
-                });
-                batch.push(8, peer);
-            }
+            let meta = queue_five(&mut batch, peer, round);
             let sent = stamps.send(fd, &mut batch, &meta, &mut missed);
             assert_eq!(sent.sent, 5);
             let mut got = Vec::new();
@@ -520,18 +526,8 @@ mod tests {
         // them, and every answer is still matched.
         let mut want = Vec::new();
         for round in 3..5u64 {
-            let mut meta = Vec::new();
-            for i in 0..5u64 {
-                batch.next_buf()[..8].copy_from_slice(&i.to_be_bytes());
-                let receive = NtpTimestamp::from_bits((round << 8) | (i << 1) | 1);
-                want.push(receive);
-                meta.push(StampMeta {
-                    receive,
-                    client: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                    estimate: now_ntp(),
-                });
-                batch.push(8, peer);
-            }
+            let meta = queue_five(&mut batch, peer, round);
+            want.extend(meta.iter().map(|m| m.receive));
             let _ = stamps.send(fd, &mut batch, &meta, &mut missed);
         }
         let mut got = Vec::new();
